@@ -1,0 +1,49 @@
+"""Per-batch random draws that do not depend on how the batch is split over devices.
+
+A train step must give the same numbers on one device and on many. Under
+``jax.jit`` with a sharded batch this holds by itself (JAX's partitionable
+threefry draws the same values whatever the sharding). Under ``jax.pmap`` each
+device sees only its rows, so a model that calls ``jax.random.normal(key,
+[B_local, ...])`` would draw different noise from the single-device run. The
+trainer declares the pmap axis with :func:`data_parallel_axis`; inside it,
+:func:`batch_draw` draws the noise of the whole global batch and keeps this
+device's rows. Outside it, :func:`batch_draw` is the plain draw.
+
+Models draw every per-example random quantity (latent noise, diffusion noise,
+timesteps) through :func:`batch_draw`, with the batch on axis 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import jax
+
+_AXES: list[tuple[str, int]] = []
+
+
+@contextlib.contextmanager
+def data_parallel_axis(name: str, size: int) -> Iterator[None]:
+    """While tracing a pmapped step: the batch axis is split ``size`` ways over ``name``."""
+    _AXES.append((name, size))
+    try:
+        yield
+    finally:
+        _AXES.pop()
+
+
+def batch_draw(sampler: Callable, key: jax.Array, shape: tuple[int, ...], *args, **kwargs):
+    """``sampler(key, shape, *args, **kwargs)`` for a batch on axis 0 of ``shape``.
+
+    Example: ``eps = batch_draw(jax.random.normal, key, (B, D))``. Inside
+    :func:`data_parallel_axis` the result equals rows ``[i*B, (i+1)*B)`` of the
+    draw for the global batch ``[size*B, D]`` on device ``i``.
+    """
+    if not _AXES:
+        return sampler(key, shape, *args, **kwargs)
+    name, size = _AXES[-1]
+    local = shape[0]
+    full = sampler(key, (local * size,) + tuple(shape[1:]), *args, **kwargs)
+    start = jax.lax.axis_index(name) * local
+    return jax.lax.dynamic_slice_in_dim(full, start, local, axis=0)

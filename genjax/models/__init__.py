@@ -1,0 +1,54 @@
+"""Model families. ``build(config.model)`` returns an object with the protocol
+
+    params = model.init(rng, batch)
+    loss, metrics = model.loss(params, batch, rng)         # pure, jittable
+    images = model.sample(params, rng, num_samples, cond=None)   # uint8 [N, H, W, C]
+    nll = model.log_prob(params, batch, rng)              # nats per example (exact or a bound)
+
+One dictionary maps ``config.model.name`` to a builder; each builder turns the
+ConfigDict into the family's frozen config dataclass at this boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Mapping
+
+# model name -> "module:Class"; the class has ``from_config(config_dataclass)``.
+_REGISTRY = {
+    "vae": ("genjax.models.vae", "VAE", "VAEConfig"),
+}
+
+
+def available_models() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def config_to_dataclass(cls, config: Mapping[str, Any], *, where: str = "config"):
+    """Build the frozen dataclass ``cls`` from a ConfigDict/dict, checking keys.
+
+    Unknown keys raise ``ValueError`` naming the key and the valid ones; lists
+    become tuples (JSON round trips turn tuples into lists).
+    """
+    values = dict(config.items())
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {unknown} in {where}; valid keys are {sorted(fields)}."
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+def build(config: Mapping[str, Any]):
+    """The model named by ``config['name']``, configured by the other fields."""
+    name = config.get("name")
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model name {name!r}; available: {available_models()}.")
+    module_name, class_name, config_name = _REGISTRY[name]
+    module = importlib.import_module(module_name)
+    fields = {k: v for k, v in config.items() if k != "name"}
+    model_config = config_to_dataclass(getattr(module, config_name), fields, where="config.model")
+    return getattr(module, class_name)(model_config)

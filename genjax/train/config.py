@@ -1,0 +1,76 @@
+"""Frozen views of the ``training``, ``optimizer`` and ``eval`` config groups.
+
+Inner code reads these dataclasses, never ConfigDicts: the conversion at this
+boundary rejects unknown keys with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from genjax.models import config_to_dataclass
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64            # global batch, split over devices when parallel
+    num_steps: int = 1000           # total optimizer steps
+    steps_per_call: int = 1         # K steps per jitted call (lax.scan over K batches)
+    log_every: int = 50             # steps between metrics.jsonl lines
+    checkpoint_every: int = 500     # steps between 'latest' checkpoints (and at the end)
+    snapshot_every: int = 0         # steps between kept snapshots (0 = none)
+    sample_every: int = 0           # steps between PNG sample grids (0 = only at the end)
+    num_sample_images: int = 64     # images in a sample grid
+    ema_decay: float = 0.999        # EMA of the parameters: ema <- d * ema + (1 - d) * params
+    parallel: str = "none"          # none | mesh (jit + NamedSharding) | pmap
+    progress: bool = True           # tqdm progress bar
+
+    def __post_init__(self):
+        if self.parallel not in ("none", "mesh", "pmap"):
+            raise ValueError(f"training.parallel must be none, mesh or pmap, got {self.parallel!r}")
+        for name in ("batch_size", "num_steps", "steps_per_call", "log_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"training.{name} must be positive, got {getattr(self, name)}")
+        for name in ("log_every", "checkpoint_every", "snapshot_every", "sample_every"):
+            value = getattr(self, name)
+            if value % self.steps_per_call:
+                raise ValueError(
+                    f"training.{name} = {value} must be a multiple of "
+                    f"training.steps_per_call = {self.steps_per_call}"
+                )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"training.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"              # adam | adamw | sgd (with momentum b1; 0 = plain SGD)
+    learning_rate: float = 1e-3     # peak learning rate
+    b1: float = 0.9
+    b2: float = 0.999
+    weight_decay: float = 0.0       # decoupled weight decay (adamw)
+    warmup_steps: int = 0           # linear warm-up from 0 to the peak
+    schedule: str = "constant"      # constant | cosine (decays to 0 at training.num_steps)
+    grad_clip: float = 0.0          # clip by global norm (0 = off)
+
+    def __post_init__(self):
+        if self.name not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optimizer.name must be adam, adamw or sgd, got {self.name!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"optimizer.schedule must be constant or cosine, got {self.schedule!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    split: str = "test"             # split for bits/dim
+    batch_size: int = 256
+    num_examples: int = 0           # 0 = the whole split
+    iwae_samples: int = 0           # K for bound-based families (0 = the model's default)
+
+
+def from_config(config) -> tuple[TrainConfig, OptimizerConfig, EvalConfig]:
+    return (
+        config_to_dataclass(TrainConfig, config.training, where="config.training"),
+        config_to_dataclass(OptimizerConfig, config.optimizer, where="config.optimizer"),
+        config_to_dataclass(EvalConfig, config.eval, where="config.eval"),
+    )

@@ -1,0 +1,201 @@
+"""``train_and_evaluate(config, workdir)``: the training job behind ``genjax train``.
+
+Rerunning the same job on the same workdir resumes from the latest checkpoint
+(params, optimizer, EMA, step, RNG and data position): a run cut after k steps
+and resumed ends bit for bit where an uninterrupted run ends (on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from genjax import data as gdata
+from genjax import models
+from genjax.train import step as step_lib
+from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract
+from genjax.train.config import from_config
+from genjax.train.images import save_image_grid
+from genjax.train.logging import MetricsWriter
+from genjax.train.state import TrainState, init_state, make_optimizer
+
+log = logging.getLogger("genjax")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A metric became NaN or inf; training stopped and no checkpoint was written after it."""
+
+
+def check_data_matches_model(model, info) -> None:
+    """Clear errors when the model's config disagrees with the data."""
+    cfg = getattr(model, "config", None)
+    shape = getattr(cfg, "image_shape", None)
+    if shape is not None and tuple(shape) != tuple(info.shape):
+        raise ValueError(
+            f"config.model.image_shape = {tuple(shape)} but dataset {info.name!r} has examples "
+            f"of shape {tuple(info.shape)}; set --config.model.image_shape={tuple(info.shape)}."
+        )
+    levels = getattr(cfg, "num_levels", None)
+    if levels is not None and info.num_levels is not None and levels != info.num_levels:
+        raise ValueError(
+            f"config.model.num_levels = {levels} but dataset {info.name!r} has "
+            f"{info.num_levels} levels per sub-pixel."
+        )
+    classes = getattr(cfg, "num_classes", 0)
+    if classes and classes != info.num_classes:
+        raise ValueError(
+            f"config.model.num_classes = {classes} but dataset {info.name!r} has "
+            f"{info.num_classes} classes."
+        )
+
+
+def _data_kwargs(config) -> dict:
+    return dict(data_dir=config.data.get("data_dir") or None)
+
+
+def build_run(config, *, batch_size: int | None = None):
+    """(model, optimizer, train iterator, DatasetInfo, configs) from a ConfigDict, validated
+    before anything is compiled."""
+    tcfg, ocfg, ecfg = from_config(config)
+    model = models.build(config.model)
+    it, info = gdata.load(config.data.name, "train", batch_size or tcfg.batch_size,
+                          shuffle=True, seed=config.seed, **_data_kwargs(config))
+    check_data_matches_model(model, info)
+    shards = step_lib.num_data_shards(tcfg.parallel)
+    if tcfg.batch_size % shards:
+        raise ValueError(f"training.batch_size = {tcfg.batch_size} is not divisible by the "
+                         f"{shards} devices of training.parallel = {tcfg.parallel!r}")
+    if tcfg.num_steps % tcfg.steps_per_call:
+        raise ValueError(f"training.num_steps = {tcfg.num_steps} must be a multiple of "
+                         f"training.steps_per_call = {tcfg.steps_per_call}")
+    optimizer = make_optimizer(ocfg, tcfg.num_steps)
+    return model, optimizer, it, info, (tcfg, ocfg, ecfg)
+
+
+def initial_state(config, model, optimizer, info) -> TrainState:
+    """Params initialised on the first training batch (same seed, a separate iterator)."""
+    first, _ = gdata.load(info.name, "train", 8, shuffle=True, seed=config.seed,
+                          **_data_kwargs(config))
+    return init_state(model, optimizer, jax.random.key(config.seed), next(first))
+
+
+def load_run(workdir: str, step: int | None = None):
+    """(config, model, state, info) of a trained workdir, for ``sample`` and ``eval``."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise CheckpointError(f"{workdir} is not a genjax run: {path} is missing")
+    import ml_collections
+
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    model, optimizer, _, info, _ = build_run(config)
+    target = jax.eval_shape(lambda: initial_state(config, model, optimizer, info))
+    ckpt = Checkpointer(workdir)
+    if ckpt.latest_step() is None and step is None:
+        raise CheckpointError(f"no checkpoint in {ckpt.latest_dir}: train first")
+    state, _ = ckpt.restore(abstract(target), step)
+    ckpt.close()
+    return config, model, state, info
+
+
+def _next_batches(it, k: int) -> dict:
+    batches = [next(it) for _ in range(k)]
+    return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+
+
+def train_and_evaluate(config, workdir: str) -> TrainState:
+    """Train ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state."""
+    model, optimizer, it, info, (tcfg, _, _) = build_run(config)
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = Checkpointer(workdir)
+    state = initial_state(config, model, optimizer, info)
+    start = ckpt.latest_step()
+    if start is not None:
+        state, data_state = ckpt.restore(abstract(state))
+        it.set_state(data_state)
+        log.info("resumed from step %d in %s", start, workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json(indent=2))
+
+    parallel, k = tcfg.parallel, tcfg.steps_per_call
+    train_step = step_lib.make_train_step(model, optimizer, tcfg.ema_decay, parallel, k)
+    sample_fn = jax.jit(model.sample, static_argnums=2)
+    sample_key = jax.random.key(config.seed + 1)
+    writer = MetricsWriter(workdir, resume_step=start or 0)
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+
+    step = int(state.step)
+    dstate = step_lib.put_state(state, parallel)
+    pending: list = []         # device metrics of calls not yet read back, [K] each
+    last_saved = start
+    bar = tqdm(total=tcfg.num_steps, initial=step, disable=not tcfg.progress,
+               desc="train", dynamic_ncols=True)
+    tick, tick_step = time.perf_counter(), step
+
+    def flush() -> None:
+        """Read pending metrics, stop on non-finite values, write the log line."""
+        nonlocal pending, tick, tick_step
+        if not pending:
+            return
+        host = jax.device_get(pending)
+        pending = []
+        stacked = {key: np.concatenate([np.ravel(m[key]) if parallel != "pmap"
+                                        else np.ravel(m[key][0]) for m in host]) for key in host[0]}
+        first = step - len(next(iter(stacked.values())))
+        finite = np.all([np.isfinite(v) for v in stacked.values()], axis=0)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            bad = ", ".join(f"{k}={v[i]}" for k, v in stacked.items() if not np.isfinite(v[i]))
+            raise NonFiniteLossError(
+                f"non-finite metrics at step {first + i + 1} ({bad}); training stopped. "
+                f"The last good checkpoint (step {last_saved}) in {ckpt.latest_dir} is intact: "
+                "lower the learning rate or set optimizer.grad_clip, then rerun the same "
+                "command to resume from it."
+            )
+        now = time.perf_counter()
+        means = {key: float(v.mean()) for key, v in stacked.items()}
+        means["steps_per_sec"] = (step - tick_step) / max(now - tick, 1e-9)
+        tick, tick_step = now, step
+        writer.write(step, means)
+        bar.set_postfix(loss=f"{means['loss']:.4g}", steps_s=f"{means['steps_per_sec']:.1f}")
+
+    def save(snapshot: bool) -> None:
+        nonlocal last_saved
+        flush()
+        ckpt.save(step, step_lib.get_state(dstate, parallel), it.get_state(), snapshot=snapshot)
+        last_saved = step
+
+    def write_samples() -> None:
+        ema = step_lib.get_state(dstate, parallel).ema_params
+        images = sample_fn(ema, jax.random.fold_in(sample_key, step), tcfg.num_sample_images)
+        save_image_grid(os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                        np.asarray(images), info.num_levels or 256, upscale=4)
+
+    try:
+        while step < tcfg.num_steps:
+            dstate, metrics = train_step(dstate, step_lib.put_batch(_next_batches(it, k), parallel))
+            pending.append(metrics)
+            step += k
+            bar.update(k)
+            if step % tcfg.log_every == 0:
+                flush()
+            if step % tcfg.checkpoint_every == 0 or step == tcfg.num_steps:
+                save(snapshot=bool(tcfg.snapshot_every) and step % tcfg.snapshot_every == 0)
+            if (tcfg.sample_every and step % tcfg.sample_every == 0) or step == tcfg.num_steps:
+                write_samples()
+    except KeyboardInterrupt:
+        if last_saved != step:
+            log.warning("interrupted at step %d: saving a checkpoint before exiting", step)
+            save(snapshot=False)
+        raise
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    return step_lib.get_state(dstate, parallel)

@@ -1,0 +1,136 @@
+"""Tests of genjax/data/tfds_source.py: offline failure, a real prepared dataset, tfds mocks."""
+
+import json
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from genjax.data import DatasetNotPreparedError, load
+
+
+class GenjaxTinyImages(tfds.core.GeneratorBasedBuilder):
+    """14 examples prepared on disk by the tests: example i is a 4x4 image filled with i."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        # A rank-2 Tensor rather than an Image: encoding Images needs TensorFlow.
+        features = tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=(4, 4), dtype=np.uint8),
+                "label": tfds.features.ClassLabel(num_classes=3),
+            }
+        )
+        return tfds.core.DatasetInfo(builder=self, features=features)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(0, 10), "test": self._generate_examples(10, 14)}
+
+    def _generate_examples(self, start, stop):
+        for i in range(start, stop):
+            yield i, {"image": np.full((4, 4), i, np.uint8), "label": i % 3}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fails any attempt to resolve a host name or open a connection."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path):
+    builder = GenjaxTinyImages(data_dir=str(tmp_path))
+    builder.download_and_prepare(file_format="array_record")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["mnist", "tfds:cifar10", "binarized_mnist", "celeb_a"])
+def test_unprepared_dataset_fails_fast_offline_and_says_how_to_prepare(name, tmp_path, no_network):
+    start = time.perf_counter()
+    with pytest.raises(DatasetNotPreparedError) as error:
+        load(name, "train", 8, data_dir=str(tmp_path))
+    assert time.perf_counter() - start < 5.0
+    assert isinstance(error.value, FileNotFoundError)
+    message = str(error.value)
+    bare = name.removeprefix("tfds:")
+    assert repr(bare) in message and str(tmp_path) in message
+    assert f"tfds build {bare} --data_dir {tmp_path} --file_format array_record" in message
+    assert not any(tmp_path.iterdir())  # nothing was downloaded or created
+
+
+def test_unknown_tfds_name_fails_fast(no_network):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="unknown dataset 'no_such_dataset_xyz'.*digits16"):
+        load("no_such_dataset_xyz", "train", 8)
+    assert time.perf_counter() - start < 5.0
+
+
+def test_prepared_dataset_is_read_offline(tiny_data_dir, no_network):
+    iterator, info = load(
+        "genjax_tiny_images",
+        "train",
+        4,
+        data_dir=str(tiny_data_dir),
+        num_epochs=1,
+        drop_remainder=False,
+    )
+    assert info.shape == (4, 4, 1)  # channel axis added
+    assert (info.num_examples, info.num_classes, info.num_levels) == (10, 3, 256)
+    assert info.keys == ("image", "label")
+    batches = list(iterator)
+    images = np.concatenate([b["image"] for b in batches])
+    labels = np.concatenate([b["label"] for b in batches])
+    assert images.dtype == np.uint8 and images.shape == (10, 4, 4, 1) and labels.dtype == np.int32
+    values = images[:, 0, 0, 0]
+    np.testing.assert_array_equal(np.sort(values), np.arange(10))
+    np.testing.assert_array_equal(labels, values % 3)
+    assert np.all(images == values[:, None, None, None])
+
+
+def test_prepared_dataset_rejects_unknown_split(tiny_data_dir):
+    with pytest.raises(ValueError, match="train"):
+        load("genjax_tiny_images", "validation", 4, data_dir=str(tiny_data_dir))
+
+
+def test_dataset_prepared_without_random_access_is_not_prepared(tiny_data_dir, no_network):
+    info_path = tiny_data_dir / "genjax_tiny_images" / "1.0.0" / "dataset_info.json"
+    info = json.loads(info_path.read_text())
+    info["fileFormat"] = "tfrecord"  # what `tfds build` writes by default
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(DatasetNotPreparedError, match="(?s)tfrecord.*--file_format array_record"):
+        load("genjax_tiny_images", "train", 4, data_dir=str(tiny_data_dir))
+
+
+@pytest.mark.parametrize(
+    "name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3)), ("tfds:mnist", (28, 28, 1))]
+)
+def test_mocked_tfds_end_to_end(name, shape, tmp_path):
+    with tfds.testing.mock_data(num_examples=40):
+        iterator, info = load(name, "train", 8, data_dir=str(tmp_path), seed=3)
+        assert (info.kind, info.shape, info.num_classes, info.num_levels) == (
+            "image",
+            shape,
+            10,
+            256,
+        )
+        assert info.num_examples == 40 and info.keys == ("image", "label")
+        batches = [next(iterator) for _ in range(7)]  # crosses the epoch boundary after 5
+        resumed, _ = load(name, "train", 8, data_dir=str(tmp_path), seed=3)
+        resumed.set_state({"epoch": 0, "index": 24})
+        tail = [next(resumed) for _ in range(4)]
+    for batch in batches:
+        assert batch["image"].shape == (8,) + shape and batch["image"].dtype == np.uint8
+        assert batch["label"].dtype == np.int32
+        assert 0 <= batch["label"].min() and batch["label"].max() < 10
+    for expected, got in zip(batches[3:], tail):
+        for key in expected:
+            np.testing.assert_array_equal(expected[key], got[key])
+    assert not np.array_equal(batches[0]["image"], batches[5]["image"])

@@ -1,0 +1,57 @@
+"""Run in a subprocess with 2 forced host devices (see test_parallel.py).
+
+Trains the tiny VAE for 2 calls x 2 steps with parallel = none, mesh and pmap
+from the same state and batches, and prints the largest parameter and metric
+differences from the single-device run as JSON.
+"""
+
+import json
+import sys
+
+import jax
+import numpy as np
+
+from genjax.train import step as step_lib
+from genjax.train.trainer import _next_batches, build_run, initial_state
+from tests.conftest import tiny_vae_config
+
+
+def run(parallel: str):
+    # SGD with momentum: Adam's m / sqrt(v) turns float-level differences of
+    # near-zero gradients into lr-sized steps, which would hide real mismatches.
+    config = tiny_vae_config(parallel=parallel, steps_per_call=2)
+    with config.unlocked():
+        config.optimizer.name = "sgd"
+        config.optimizer.learning_rate = 1e-3
+    model, optimizer, it, info, (tcfg, _, _) = build_run(config)
+    state = initial_state(config, model, optimizer, info)
+    fn = step_lib.make_train_step(model, optimizer, tcfg.ema_decay, parallel, 2)
+    dstate = step_lib.put_state(state, parallel)
+    metrics = []
+    for _ in range(2):
+        dstate, m = fn(dstate, step_lib.put_batch(_next_batches(it, 2), parallel))
+        m = jax.device_get(m)
+        metrics.append(m["loss"][0] if parallel == "pmap" else m["loss"])
+    final = step_lib.get_state(dstate, parallel)
+    return jax.device_get(final), np.concatenate(metrics)
+
+
+def max_diff(a, b):
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+if __name__ == "__main__":
+    assert jax.device_count() == 2, jax.devices()
+    ref_state, ref_loss = run("none")
+    out = {"devices": jax.device_count()}
+    for parallel in ("mesh", "pmap"):
+        state, loss = run(parallel)
+        out[parallel] = {
+            "params": max_diff(state.params, ref_state.params),
+            "ema": max_diff(state.ema_params, ref_state.ema_params),
+            "loss": float(np.max(np.abs(loss - ref_loss))),
+            "step": int(state.step),
+        }
+    out["param_scale"] = max(float(np.abs(np.asarray(x)).max()) for x in jax.tree.leaves(ref_state.params))
+    json.dump(out, sys.stdout)

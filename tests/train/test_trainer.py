@@ -1,0 +1,151 @@
+"""Trainer: exact resume, interruption, non-finite stop, checkpoint errors, logging."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from genjax.train import trainer as trainer_lib
+from genjax.train.checkpoint import CheckpointError
+from genjax.train.logging import read_metrics
+from genjax.train.trainer import NonFiniteLossError, load_run, train_and_evaluate
+from tests.conftest import tiny_vae_config
+
+
+def assert_trees_equal(a, b):
+    flat_a, tree_a = jax.tree.flatten(a)
+    flat_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _fail_after(monkeypatch, calls: int, exc: BaseException):
+    """Make the trainer's batch fetch raise ``exc`` on call ``calls + 1``."""
+    real = trainer_lib._next_batches
+    count = {"n": 0}
+
+    def fake(it, k):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise exc
+        return real(it, k)
+
+    monkeypatch.setattr(trainer_lib, "_next_batches", fake)
+
+
+def test_trained_run_writes_everything(trained_tiny):
+    config, workdir, state = trained_tiny
+    assert int(state.step) == 8
+    metrics = read_metrics(workdir)
+    assert [m["step"] for m in metrics] == [2, 4, 6, 8]
+    assert all(np.isfinite(m["loss"]) and m["steps_per_sec"] > 0 for m in metrics)
+    assert os.path.exists(os.path.join(workdir, "samples", "step_0000008.png"))
+    assert os.path.exists(os.path.join(workdir, "config.json"))
+    # EMA differs from params (decay 0.9) but stays close to them.
+    p, e = jax.tree.leaves(state.params)[0], jax.tree.leaves(state.ema_params)[0]
+    assert not np.array_equal(np.asarray(p), np.asarray(e))
+
+
+def test_resume_after_hard_kill_is_bit_exact(trained_tiny, tmp_path, monkeypatch):
+    """Killed after step 6 (checkpoint at 4): the rerun redoes 5..8 and matches exactly."""
+    config, _, reference = trained_tiny
+    workdir = str(tmp_path / "run")
+    _fail_after(monkeypatch, 3, RuntimeError("killed"))
+    with pytest.raises(RuntimeError, match="killed"):
+        train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    assert read_metrics(workdir)[-1]["step"] == 6
+    resumed = train_and_evaluate(config, workdir)
+    assert_trees_equal(resumed, reference)
+    # The log reads as one run: no duplicated steps after the resume.
+    assert [m["step"] for m in read_metrics(workdir)] == [2, 4, 6, 8]
+
+
+def test_keyboard_interrupt_saves_and_resumes_exactly(trained_tiny, tmp_path, monkeypatch):
+    config, _, reference = trained_tiny
+    workdir = str(tmp_path / "run")
+    _fail_after(monkeypatch, 1, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    _, _, state, _ = load_run(workdir)
+    assert int(state.step) == 2          # saved on interrupt, not at checkpoint_every = 4
+    assert_trees_equal(train_and_evaluate(config, workdir), reference)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained_tiny, tmp_path):
+    config, workdir_ref, _ = trained_tiny
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(tiny_vae_config(num_steps=4), workdir)
+    bad = tiny_vae_config()
+    with bad.unlocked():
+        bad.optimizer.learning_rate = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"at step 6 \(.*loss=nan"):
+        train_and_evaluate(bad, workdir)
+    _, _, state, _ = load_run(workdir)
+    assert int(state.step) == 4
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    # ... and the good config resumes from it.
+    assert int(train_and_evaluate(config, workdir).step) == 8
+
+
+def test_unreadable_checkpoint_directory_is_refused_untouched(tmp_path, tiny_config):
+    latest = tmp_path / "checkpoints" / "latest"
+    latest.mkdir(parents=True)
+    (latest / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="no checkpoint genjax can read"):
+        train_and_evaluate(tiny_config, str(tmp_path))
+    assert os.listdir(latest) == ["notes.txt"]
+
+
+def test_corrupt_checkpoint_is_reported_not_overwritten(trained_tiny, tmp_path):
+    import shutil
+
+    config, workdir_ref, _ = trained_tiny
+    workdir = tmp_path / "run"
+    shutil.copytree(workdir_ref, workdir)
+    step_dir = workdir / "checkpoints" / "latest" / "8"
+    for path in step_dir.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "state" in str(path):
+            path.write_bytes(b"\0" * 8)
+    before = sorted(str(p) for p in step_dir.rglob("*"))
+    with pytest.raises(CheckpointError, match="could not restore step 8"):
+        train_and_evaluate(config, str(workdir))
+    assert sorted(str(p) for p in step_dir.rglob("*")) == before
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not a genjax run"):
+        load_run(str(tmp_path))
+
+
+def test_image_shape_mismatch_fails_before_compiling(tmp_path):
+    config = tiny_vae_config()
+    with config.unlocked():
+        config.data.name = "digits16"
+    with pytest.raises(ValueError, match=r"image_shape = \(8, 8, 1\).*\(16, 16, 1\)"):
+        train_and_evaluate(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_unknown_config_key_names_valid_keys(tmp_path):
+    config = tiny_vae_config()
+    with config.unlocked():
+        config.training.num_step = 3
+    with pytest.raises(ValueError, match=r"num_step.*valid keys.*num_steps"):
+        train_and_evaluate(config, str(tmp_path))
+
+
+def test_config_json_round_trips(trained_tiny):
+    config, workdir, state = trained_tiny
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["model"]["latent_dim"] == config.model.latent_dim
+    loaded_config, model, loaded, _ = load_run(workdir)
+    assert_trees_equal(loaded.ema_params, state.ema_params)
+    assert model.config.image_shape == (8, 8, 1)
