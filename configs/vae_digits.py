@@ -1,4 +1,4 @@
-"""VAE on the 8x8 scikit-learn digits (256 levels) with a discretized logistic decoder.
+"""VAE on the 8x8 scikit-learn digits (17 levels, 0..16) with a discretized logistic decoder.
 
     genjax train --config configs/vae_digits.py --workdir runs/vae_digits
 """
@@ -12,14 +12,14 @@ def get_config():
         "digits",
         model_kwargs=dict(
             image_shape=(8, 8, 1),
-            num_levels=256,
+            num_levels=17,
             latent_dim=16,
             channels=(32, 64),
             hidden_dim=256,
             decoder="logistic",
             iwae_samples=256,
         ),
-        training=dict(batch_size=64, num_steps=6000, log_every=100, checkpoint_every=1000,
-                      sample_every=2000, ema_decay=0.999),
+        training=dict(batch_size=64, num_steps=3000, log_every=100, checkpoint_every=1000,
+                      sample_every=1000, ema_decay=0.999),
         optimizer=dict(learning_rate=1e-3, warmup_steps=200, schedule="cosine", grad_clip=1.0),
     )

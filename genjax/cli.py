@@ -1,6 +1,6 @@
 """``genjax train | sample | eval``.
 
-    genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.training.num_steps=100]
+    genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
     genjax eval   --workdir runs/vae [--split test]
 """
@@ -13,6 +13,7 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -73,7 +74,11 @@ def main(argv) -> None:
         raise app.UsageError(f"usage: genjax {{{'|'.join(COMMANDS)}}} [--flags]; got {argv[1:]}")
     if FLAGS.workdir is None:
         raise app.UsageError("--workdir is required")
-    logging.getLogger("genjax").setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    logger = logging.getLogger("genjax")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(logging.StreamHandler())
+    logger.propagate = False
     from genjax.data import DatasetNotPreparedError
     from genjax.train.checkpoint import CheckpointError
     from genjax.train.trainer import NonFiniteLossError
@@ -85,9 +90,51 @@ def main(argv) -> None:
         sys.exit(1)
 
 
+def _config_file(argv) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _missing_override_key(argv) -> str:
+    """For an override of a key the config lacks: which key, and the valid ones there."""
+    import importlib.util
+
+    path = _config_file(argv)
+    spec = importlib.util.spec_from_file_location("genjax_cli_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        node, walked = config, "config"
+        for key in arg[2:].split("=", 1)[0].split(".")[1:]:
+            if not hasattr(node, "keys") or key not in node:
+                valid = sorted(node.keys()) if hasattr(node, "keys") else []
+                return f"unknown config key {walked}.{key}; valid keys of {walked}: {valid}"
+            node, walked = node[key], f"{walked}.{key}"
+    return "unknown config key"
+
+
+def _parse_flags(argv):
+    """absl flag parsing with one-line errors instead of tracebacks."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        message = str(err)
+    except (AttributeError, KeyError):  # config_flags: override of a key the config lacks
+        message = _missing_override_key(argv)
+    print(f"genjax: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def make_config(model: str, dataset: str, *, seed: int = 0, model_kwargs=None, t
     config = ml_collections.ConfigDict()
     config.seed = seed                                   # root of every random key
     config.data = ml_collections.ConfigDict(dict(
-        name=dataset,                                    # genjax.data.list_datasets() or a tfds name
+        name=dataset,              # genjax.data.list_datasets() or a tfds name
         data_dir=data_dir,                               # tfds data_dir ("" = tfds default)
     ))
     config.model = _group(model_cls, **(model_kwargs or {}))

@@ -14,8 +14,8 @@ def tiny_vae_config(**training):
     train.update(training)
     return make_config(
         "vae", "digits",
-        model_kwargs=dict(image_shape=(8, 8, 1), latent_dim=4, channels=(8,), hidden_dim=32,
-                          decoder="logistic", iwae_samples=4),
+        model_kwargs=dict(image_shape=(8, 8, 1), num_levels=17, latent_dim=4, channels=(8,),
+                          hidden_dim=32, decoder="logistic", iwae_samples=4),
         training=train,
         optimizer=dict(learning_rate=3e-3, warmup_steps=2, schedule="cosine", grad_clip=1.0),
         eval=dict(batch_size=128, num_examples=64),

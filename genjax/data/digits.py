@@ -1,7 +1,10 @@
 """scikit-learn's handwritten digits at 8x8 and 16x16, binarized, and paired with edge maps.
 
-The 1,797 images of ``sklearn.datasets.load_digits`` (values 0..16) are scaled
-to uint8 by ``round(v * 255 / 16)``. A fixed permutation (seed 0) splits them:
+The 1,797 images of ``sklearn.datasets.load_digits`` take the 17 values 0..16:
+``digits`` keeps them as they are (``num_levels = 17``), so likelihoods are
+measured on the real discrete data; ``digits16`` first scales them to 0..255
+(``round(v * 255 / 16)``) and resizes bilinearly, which fills in the levels
+between (``num_levels = 256``). A fixed permutation (seed 0) splits them:
 its last 297 examples are ``test``, the first 1,500 ``train``. Every function
 here returns the whole split as read-only arrays, built once per process.
 """
@@ -27,12 +30,11 @@ def _read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=None)
 def _all_digits() -> tuple[np.ndarray, np.ndarray]:
-    """All 1,797 digits: images uint8 ``[N, 8, 8, 1]`` in 0..255, labels int32 ``[N]``."""
+    """All 1,797 digits: images uint8 ``[N, 8, 8, 1]`` in 0..16, labels int32 ``[N]``."""
     from sklearn.datasets import load_digits  # scikit-learn imports slowly: only on use.
 
     digits = load_digits()
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    return images, digits.target.astype(np.int32)
+    return digits.images.astype(np.uint8)[..., None], digits.target.astype(np.int32)
 
 
 def _split_indices(split: str) -> np.ndarray:
@@ -43,7 +45,7 @@ def _split_indices(split: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def digits(split: str) -> dict[str, np.ndarray]:
-    """``image`` uint8 ``[N, 8, 8, 1]`` in 0..255 and ``label`` int32 ``[N]`` in 0..9."""
+    """``image`` uint8 ``[N, 8, 8, 1]`` in 0..16 and ``label`` int32 ``[N]`` in 0..9."""
     images, labels = _all_digits()
     indices = _split_indices(split)
     return _read_only({"image": images[indices], "label": labels[indices]})
@@ -60,9 +62,11 @@ def _upsample(images: np.ndarray, size: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def digits16(split: str) -> dict[str, np.ndarray]:
-    """``image`` uint8 ``[N, 16, 16, 1]`` (digits, bilinear resize), ``label`` int32 ``[N]``."""
+    """``image`` uint8 ``[N, 16, 16, 1]`` (digits scaled to 0..255, bilinear resize),
+    ``label`` int32 ``[N]``."""
     small = digits(split)
-    return _read_only({"image": _upsample(small["image"], 16), "label": small["label"]})
+    scaled = np.round(small["image"] * (255.0 / 16.0)).astype(np.uint8)
+    return _read_only({"image": _upsample(scaled, 16), "label": small["label"]})
 
 
 @functools.lru_cache(maxsize=None)

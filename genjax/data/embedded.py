@@ -37,7 +37,7 @@ class _Embedded:
 
 
 EMBEDDED: dict[str, _Embedded] = {
-    "digits": _Embedded(digits.digits, num_levels=256, num_classes=10),
+    "digits": _Embedded(digits.digits, num_levels=17, num_classes=10),
     "digits16": _Embedded(digits.digits16, num_levels=256, num_classes=10),
     "binarized_digits": _Embedded(digits.binarized_digits, num_levels=2, num_classes=10),
     "edges2digits": _Embedded(digits.edges2digits, num_levels=256, num_classes=10),

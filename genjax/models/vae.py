@@ -59,7 +59,8 @@ class VAEConfig:
         scale = 2 ** len(self.channels)
         if self.image_shape[0] % scale or self.image_shape[1] % scale:
             raise ValueError(
-                f"image_shape {self.image_shape[:2]} must be divisible by 2**len(channels) = {scale}"
+                f"image_shape {self.image_shape[:2]} must be divisible by "
+                f"2**len(channels) = {scale}"
             )
 
 

@@ -16,6 +16,14 @@ import jax
 import jax.numpy as jnp
 
 
+def upsample2x(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour 2x upsampling: [B, H, W, C] -> [B, 2H, 2W, C] (a broadcast,
+    cheaper than ``jax.image.resize``'s gather on CPU)."""
+    b, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
+    return x.reshape(b, 2 * h, 2 * w, c)
+
+
 class ResBlock(nn.Module):
     """x + conv(silu(norm(conv(silu(norm(x)))))) with GroupNorm; channels kept."""
 
@@ -80,8 +88,7 @@ class ConvDecoder(nn.Module):
         h = nn.Dense((height // scale) * (width // scale) * base)(h)
         h = h.reshape(z.shape[0], height // scale, width // scale, base)
         for ch in reversed(self.channels):
-            b, hh, ww, c = h.shape
-            h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method="nearest")
+            h = upsample2x(h)
             h = nn.Conv(ch, (3, 3))(nn.silu(h))
             h = ResBlock()(h)
         h = nn.silu(nn.GroupNorm(num_groups=min(8, h.shape[-1]))(h))

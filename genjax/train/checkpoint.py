@@ -61,7 +61,7 @@ class Checkpointer:
         self.snapshots.wait_until_finished()
 
     def restore(self, abstract_state, step: int | None = None) -> tuple[Any, dict]:
-        """(state, data_state) of ``step`` (default: the latest) in the shape of ``abstract_state``."""
+        """(state, data_state) of ``step`` (default: the latest), shaped like ``abstract_state``."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.latest_dir}")

@@ -57,7 +57,8 @@ class OptimizerConfig:
         if self.name not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer.name must be adam, adamw or sgd, got {self.name!r}")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"optimizer.schedule must be constant or cosine, got {self.schedule!r}")
+            raise ValueError(
+                f"optimizer.schedule must be constant or cosine, got {self.schedule!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ from PIL import Image
 
 
 def image_grid(images, num_levels: int = 256, ncols: int | None = None, pad: int = 1) -> np.ndarray:
-    """images uint8 levels [N, H, W, C] (C = 1 or 3) -> uint8 0..255 [rows*(H+pad), cols*(W+pad), C]."""
+    """images uint8 levels [N, H, W, C] (C = 1 or 3) -> one uint8 picture in 0..255,
+    [rows * (H + pad) + pad, cols * (W + pad) + pad, C]."""
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")

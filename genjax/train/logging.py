@@ -34,7 +34,8 @@ class MetricsWriter:
             f.writelines(kept)
 
     def write(self, step: int, metrics: dict) -> None:
-        self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        line = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(line) + "\n")
         self._file.flush()
         if self._tb is not None:
             for key, value in metrics.items():

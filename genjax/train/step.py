@@ -50,7 +50,7 @@ def _one_step(model, optimizer, ema_decay: float, axis_name: str | None):
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
                            state.ema_params, params)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
         return new, metrics
@@ -141,4 +141,3 @@ def put_batch(batches: dict, parallel: str) -> dict:
     if parallel == "mesh":
         return jax.device_put(batches, NamedSharding(make_mesh(), P(None, AXIS)))
     return jax.device_put(batches)
-

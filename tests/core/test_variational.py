@@ -21,7 +21,8 @@ def test_exact_posterior_gives_exact_log_likelihood_for_any_k():
     post_mean = post_var * x / s**2
     exact = stats.norm.logpdf(x, 0.0, np.sqrt(1.0 + s**2))
     for k in (1, 5, 50):
-        logw = _linear_gaussian_log_weights(jax.random.key(k), x, s, k, post_mean, np.sqrt(post_var))
+        logw = _linear_gaussian_log_weights(jax.random.key(k), x, s, k, post_mean,
+                                            np.sqrt(post_var))
         np.testing.assert_allclose(importance_weighted_bound(logw), exact, rtol=1e-5)
 
 

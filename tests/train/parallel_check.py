@@ -53,5 +53,6 @@ if __name__ == "__main__":
             "loss": float(np.max(np.abs(loss - ref_loss))),
             "step": int(state.step),
         }
-    out["param_scale"] = max(float(np.abs(np.asarray(x)).max()) for x in jax.tree.leaves(ref_state.params))
+    out["param_scale"] = max(float(np.abs(np.asarray(x)).max())
+                             for x in jax.tree.leaves(ref_state.params))
     json.dump(out, sys.stdout)

@@ -1,0 +1,72 @@
+"""End to end through the real CLI: train, resume, sample, eval; and the CLI's errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "vae_digits.py")
+TINY = ["--config.model.channels=(8,)", "--config.model.hidden_dim=32",
+        "--config.model.latent_dim=4", "--config.model.iwae_samples=4",
+        "--config.training.batch_size=16", "--config.training.log_every=2",
+        "--config.training.checkpoint_every=2", "--config.training.sample_every=0",
+        "--config.training.num_sample_images=4", "--config.training.progress=False",
+        "--config.eval.num_examples=32", "--config.optimizer.warmup_steps=0"]
+
+
+def genjax(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "genjax.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_train_resume_sample_eval(tmp_path):
+    workdir = str(tmp_path / "run")
+    genjax("train", f"--config={CONFIG}", f"--workdir={workdir}",
+           "--config.training.num_steps=2", *TINY)
+    genjax("train", f"--config={CONFIG}", f"--workdir={workdir}",
+           "--config.training.num_steps=4", *TINY)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 4]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints", "latest"))) == ["4"]
+
+    out = str(tmp_path / "grid.png")
+    proc = genjax("sample", f"--workdir={workdir}", "--num=9", f"--out={out}")
+    assert "wrote 9 samples" in proc.stdout
+    grid = np.asarray(Image.open(out))
+    assert grid.ndim == 2 and grid.shape[0] == grid.shape[1] > 3 * 8
+
+    proc = genjax("eval", f"--workdir={workdir}")
+    with open(os.path.join(workdir, "eval.json")) as f:
+        results = json.load(f)
+    assert results["num_examples"] == 32
+    assert 0 < results["bits_per_dim"] < 12
+    assert results["bits_per_dim_is"] == "IWAE lower bound"
+    assert 0 < results["independent_pixel_bpd"] < 8
+    assert "bits_per_dim" in proc.stdout
+
+
+def test_unknown_override_key_names_the_valid_ones(tmp_path):
+    proc = genjax("train", f"--config={CONFIG}", f"--workdir={tmp_path}",
+                  "--config.training.num_step=3", check=False)
+    assert proc.returncode == 2
+    assert "config.training.num_step" in proc.stderr and "'num_steps'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_wrong_type_override_is_named(tmp_path):
+    proc = genjax("train", f"--config={CONFIG}", f"--workdir={tmp_path}",
+                  "--config.training.num_steps=abc", check=False)
+    assert proc.returncode == 2 and "config.training.num_steps" in proc.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_sample_without_a_run_is_a_clear_error(tmp_path):
+    proc = genjax("sample", f"--workdir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "is not a genjax run" in proc.stderr
