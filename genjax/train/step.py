@@ -50,7 +50,7 @@ def _one_step(model, optimizer, ema_decay: float, axis_name: str | None):
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
                            state.ema_params, params)
-        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+        metrics = dict(metrics, grad_norm=optax.tree_utils.tree_norm(grads))
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
         return new, metrics
