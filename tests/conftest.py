@@ -10,7 +10,8 @@ from genjax.configs import make_config
 def tiny_vae_config(**training):
     """A VAE small enough to compile in seconds: digits 8x8, one conv level."""
     train = dict(batch_size=16, num_steps=8, steps_per_call=2, log_every=2, checkpoint_every=4,
-                 sample_every=0, num_sample_images=4, ema_decay=0.9, progress=False)
+                 snapshot_every=4, sample_every=0, num_sample_images=4, ema_decay=0.9,
+                 progress=False)
     train.update(training)
     return make_config(
         "vae", "digits",

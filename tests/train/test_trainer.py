@@ -46,6 +46,11 @@ def test_trained_run_writes_everything(trained_tiny):
     assert all(np.isfinite(m["loss"]) and m["steps_per_sec"] > 0 for m in metrics)
     assert os.path.exists(os.path.join(workdir, "samples", "step_0000008.png"))
     assert os.path.exists(os.path.join(workdir, "config.json"))
+    checkpoints = os.path.join(workdir, "checkpoints")
+    assert sorted(os.listdir(os.path.join(checkpoints, "latest"))) == ["8"]
+    assert sorted(os.listdir(os.path.join(checkpoints, "snapshots"))) == ["4", "8"]
+    events = os.listdir(os.path.join(workdir, "tensorboard"))
+    assert any(name.startswith("events.out.tfevents") for name in events)
     # EMA differs from params (decay 0.9) but stays close to them.
     p, e = jax.tree.leaves(state.params)[0], jax.tree.leaves(state.ema_params)[0]
     assert not np.array_equal(np.asarray(p), np.asarray(e))
@@ -139,6 +144,12 @@ def test_unknown_config_key_names_valid_keys(tmp_path):
         config.training.num_step = 3
     with pytest.raises(ValueError, match=r"num_step.*valid keys.*num_steps"):
         train_and_evaluate(config, str(tmp_path))
+
+
+def test_snapshot_restores_its_own_step(trained_tiny):
+    _, workdir, _ = trained_tiny
+    _, _, state, _ = load_run(workdir, step=4)
+    assert int(state.step) == 4
 
 
 def test_config_json_round_trips(trained_tiny):
