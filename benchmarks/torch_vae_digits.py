@@ -84,8 +84,11 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--compile", action="store_true", help="torch.compile the step")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     enc, dec = Encoder(), Decoder()
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
     x = (torch.randint(0, 256, (args.batch, 1, 8, 8)).float() / 255.0) * 2 - 1
@@ -114,7 +117,7 @@ def main():
     print(json.dumps({"framework": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
                       "batch_size": args.batch, "compile": args.compile,
                       "train_steps_per_s": round(args.steps / elapsed, 1),
-                      "final_loss": float(loss)}))
+                      "final_loss": float(loss.detach())}))
 
 
 if __name__ == "__main__":

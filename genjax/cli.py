@@ -41,7 +41,7 @@ def _sample() -> None:
     import jax
     import numpy as np
 
-    from genjax.train.images import save_image_grid
+    from genjax.train.images import save_samples
     from genjax.train.trainer import load_run
 
     config, model, state, info = load_run(FLAGS.workdir, FLAGS.step)
@@ -52,7 +52,7 @@ def _sample() -> None:
     images = np.asarray(fn(state.ema_params, jax.random.key(FLAGS.seed), FLAGS.num, cond))
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples", "sample.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_image_grid(out, images, info.num_levels or 256, upscale=4)
+    save_samples(out, images, info.num_levels)
     print(f"wrote {len(images)} samples to {out}")
 
 

@@ -25,7 +25,7 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
     split = split or ecfg.split
     data_dir = config.data.get("data_dir") or None
     results = {"dataset": config.data.name, "split": split, "model": config.model.name}
-    if hasattr(model, "log_prob"):
+    if getattr(model, "log_prob", None) is not None:
         kwargs = {"num_samples": ecfg.iwae_samples} if ecfg.iwae_samples else {}
         batches, info = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
                                    num_epochs=1, drop_remainder=False, data_dir=data_dir)

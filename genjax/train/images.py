@@ -35,3 +35,25 @@ def save_image_grid(path: str, images, num_levels: int = 256, ncols: int | None 
     if upscale > 1:
         img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
     img.save(path)
+
+
+def points_image(points, size: int = 128, extent: float | None = None) -> np.ndarray:
+    """2-D points [N, 2] -> uint8 [size, size] density picture (white = dense),
+    over the square [-extent, extent]^2 (default: covering the points)."""
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must be [N, 2], got shape {points.shape}")
+    extent = extent or float(np.abs(points).max()) * 1.05 + 1e-9
+    hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=size,
+                                range=[[-extent, extent], [-extent, extent]])
+    picture = np.log1p(hist[::-1])          # y axis upwards
+    return np.round(255 * picture / max(picture.max(), 1e-9)).astype(np.uint8)
+
+
+def save_samples(path: str, samples, num_levels: int | None) -> None:
+    """Images uint8 [N, H, W, C] as a grid, 2-D points [N, 2] as a density picture."""
+    samples = np.asarray(samples)
+    if samples.ndim == 4:
+        save_image_grid(path, samples, num_levels or 256, upscale=4)
+    else:
+        Image.fromarray(points_image(samples), mode="L").save(path)

@@ -21,7 +21,7 @@ from genjax import models
 from genjax.train import step as step_lib
 from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract
 from genjax.train.config import from_config
-from genjax.train.images import save_image_grid
+from genjax.train.images import save_samples
 from genjax.train.logging import MetricsWriter
 from genjax.train.state import TrainState, init_state, make_optimizer
 
@@ -174,8 +174,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     def write_samples() -> None:
         ema = step_lib.get_state(dstate, parallel).ema_params
         images = sample_fn(ema, jax.random.fold_in(sample_key, step), tcfg.num_sample_images)
-        save_image_grid(os.path.join(workdir, "samples", f"step_{step:07d}.png"),
-                        np.asarray(images), info.num_levels or 256, upscale=4)
+        save_samples(os.path.join(workdir, "samples", f"step_{step:07d}.png"), images,
+                     info.num_levels)
 
     try:
         while step < tcfg.num_steps:
