@@ -228,8 +228,9 @@ def _log_mills_series(t: jax.Array) -> jax.Array:
     return jnp.log1p(r * (-1.0 + r * (3.0 + r * (-15.0 + r * 105.0))))
 
 
-def _log_normal_interval(lo, hi, mid, width):
-    """log(Phi(hi) - Phi(lo)) for lo < hi, accurate from the centre to the far tails.
+def _log_normal_bin(lo, hi, mid, width, first, last):
+    """log(Phi(hi) - Phi(lo)) for lo < hi, accurate from the centre to the far tails;
+    log Phi(hi) where ``first`` and log(1 - Phi(lo)) = log Phi(-lo) where ``last``.
 
     ``mid = (lo + hi) / 2`` and ``width = hi - lo`` are passed in exactly. By symmetry
     the bin is reflected so its centre m <= 0, [a, b] = [m - w/2, m + w/2]. Then:
@@ -242,13 +243,15 @@ def _log_normal_interval(lo, hi, mid, width):
       (there |log Phi| < 54 and delta >~ 0.04, so delta is well conditioned).
       (jax's float32 ``erfcx``, the textbook tool here, returns 0 on [9.19, 9.42].)
 
-    Unselected branches get harmless inputs so gradients stay finite everywhere.
+    Unselected branches get harmless inputs so gradients stay finite everywhere. All
+    log-CDFs go through one ``log_ndtr`` call, which keeps the compiled graph small.
     """
+    edge = jnp.logical_or(first, last)
     flip = mid > 0
     a = jnp.where(flip, -hi, lo)
     b = jnp.where(flip, -lo, hi)
     m = -jnp.abs(mid)
-    narrow = width * (jnp.abs(mid) + 1.0) < _NARROW
+    narrow = jnp.logical_and(width * (jnp.abs(mid) + 1.0) < _NARROW, jnp.logical_not(edge))
     lower_tail = jnp.logical_and(jnp.logical_not(narrow), b < -_TAIL)
 
     # Simpson's rule: phi(m -+ w/2) / phi(m) = exp(+-w m / 2 - w^2 / 8).
@@ -275,11 +278,14 @@ def _log_normal_interval(lo, hi, mid, width):
         + _log_mills_series(b_t)
         - _log_mills_series(a_t)
     )
-    log_cdf_b = log_ndtr(b)
-    delta_direct = log_cdf_b - log_ndtr(a)
-    delta = jnp.where(narrow, 1.0, jnp.where(lower_tail, delta_tail, delta_direct))
-    wide = log_cdf_b + _log1mexp(delta)
-    return jnp.where(narrow, simpson, wide)
+    b_or_edge = jnp.where(first, hi, jnp.where(last, -lo, b))
+    log_cdf_b, log_cdf_a = log_ndtr(jnp.stack([b_or_edge, a]))
+    delta_direct = log_cdf_b - log_cdf_a
+    delta = jnp.where(
+        jnp.logical_or(narrow, edge), 1.0, jnp.where(lower_tail, delta_tail, delta_direct)
+    )
+    inner = jnp.where(narrow, simpson, log_cdf_b + _log1mexp(delta))
+    return jnp.where(edge, log_cdf_b, inner)
 
 
 def discretized_gaussian_log_prob(
@@ -297,7 +303,7 @@ def discretized_gaussian_log_prob(
 
     so the probabilities of the L levels sum to one for every (mu, sigma). Each term
     is computed in log space (``log_ndtr`` for the edge bins; for inner bins see
-    ``_log_normal_interval``): accurate far into the tails, with finite gradients,
+    ``_log_normal_bin``): accurate far into the tails, with finite gradients,
     and without the 1e-12 clamps of the DDPM reference code. x is snapped to the
     nearest level (it is discrete data), so there is no gradient with respect to x.
 
@@ -310,10 +316,8 @@ def discretized_gaussian_log_prob(
       log p(x) in nats per element, the broadcast shape.
     """
     k, lo, hi, mid, width = _standardized_bins(x, mean, log_scale, num_levels)
-    log_cdf_hi = log_ndtr(hi)  # first bin: (-inf, hi]
-    log_sf_lo = log_ndtr(-lo)  # last bin: [lo, +inf)
-    log_inner = _log_normal_interval(lo, hi, mid, width)
-    return jnp.where(k == 0, log_cdf_hi, jnp.where(k == num_levels - 1, log_sf_lo, log_inner))
+    # first bin: (-inf, hi]; last bin: [lo, +inf)
+    return _log_normal_bin(lo, hi, mid, width, k == 0, k == num_levels - 1)
 
 
 def discretized_logistic_log_prob(
