@@ -19,7 +19,7 @@ def tiny_vae_config(**training):
                           hidden_dim=32, decoder="logistic", iwae_samples=4),
         training=train,
         optimizer=dict(learning_rate=3e-3, warmup_steps=2, schedule="cosine", grad_clip=1.0),
-        eval=dict(batch_size=128, num_examples=64),
+        eval=dict(batch_size=128, num_examples=64, num_samples=64, sample_batch_size=32),
     )
 
 

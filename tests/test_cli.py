@@ -15,11 +15,13 @@ TINY = ["--config.model.channels=(8,)", "--config.model.hidden_dim=32",
         "--config.training.batch_size=16", "--config.training.log_every=2",
         "--config.training.checkpoint_every=2", "--config.training.sample_every=0",
         "--config.training.num_sample_images=4", "--config.training.progress=False",
-        "--config.eval.num_examples=32", "--config.optimizer.warmup_steps=0"]
+        "--config.eval.num_examples=32", "--config.eval.num_samples=64",
+        "--config.eval.sample_batch_size=32", "--config.optimizer.warmup_steps=0"]
 
 
-def genjax(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "genjax.cli", *args], cwd=ROOT,
+def genjax(*args, check=True, cache=None):
+    env = dict(os.environ, GENJAX_CACHE=str(cache)) if cache else None
+    proc = subprocess.run([sys.executable, "-m", "genjax.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -42,9 +44,14 @@ def test_train_resume_sample_eval(tmp_path):
     grid = np.asarray(Image.open(out))
     assert grid.ndim == 2 and grid.shape[0] == grid.shape[1] > 3 * 8
 
-    proc = genjax("eval", f"--workdir={workdir}")
+    cache = tmp_path / "cache"
+    proc = genjax("eval", f"--workdir={workdir}", cache=cache)
     with open(os.path.join(workdir, "eval.json")) as f:
         results = json.load(f)
+    assert list((cache / "features").iterdir())               # reference stats cached
+    assert results["num_samples"] == 64 and results["fid_digits"] > 0
+    assert 0 <= results["precision"] <= 1 and 0 <= results["recall"] <= 1
+    assert 1 <= results["is_digits"] <= 10
     assert results["num_examples"] == 32
     assert 0 < results["bits_per_dim"] < 12
     assert results["bits_per_dim_is"] == "IWAE lower bound"

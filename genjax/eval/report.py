@@ -9,6 +9,7 @@ import numpy as np
 
 from genjax import data as gdata
 from genjax.eval.likelihood import independent_pixel_bpd, nll_on_split
+from genjax.eval.samples import DIGIT_DATASETS, digit_sample_metrics
 from genjax.models import config_to_dataclass
 from genjax.train.config import EvalConfig
 
@@ -42,6 +43,12 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
             train, _ = _all_images(config.data.name, "train", data_dir)
             test, _ = _all_images(config.data.name, split, data_dir)
             results["independent_pixel_bpd"] = independent_pixel_bpd(train, test, info.num_levels)
+    if ecfg.num_samples and config.data.name in DIGIT_DATASETS:
+        info = gdata.load(config.data.name, split, 1, data_dir=data_dir)[1]
+        results.update(digit_sample_metrics(
+            model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,
+            ecfg.num_samples, ecfg.sample_batch_size,
+            getattr(getattr(model, "config", None), "num_classes", 0), data_dir))
     return results
 
 

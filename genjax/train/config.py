@@ -67,6 +67,8 @@ class EvalConfig:
     batch_size: int = 256
     num_examples: int = 0           # 0 = the whole split
     iwae_samples: int = 0           # K for bound-based families (0 = the model's default)
+    num_samples: int = 1000         # samples for FID/KID/IS/precision-recall (0 = skip)
+    sample_batch_size: int = 250    # samples per jitted sampling call
 
 
 def from_config(config) -> tuple[TrainConfig, OptimizerConfig, EvalConfig]:
