@@ -12,4 +12,10 @@ Modules:
     likelihoods   Bernoulli / Gaussian / discretized Gaussian and logistic (mixture)
                   log-likelihoods, Gaussian KL, reparameterization, bits/dim,
                   dequantization and data scaling.
+    variational   the ELBO / importance-weighted (IWAE) bound.
+    diffusion     schedules, q(x_t|x_0), posteriors, eps/x0/v conversions, DDPM and
+                  DDIM steps, classifier-free guidance, variational-bound terms.
+    metrics       Frechet distance, Inception Score, KID, precision/recall.
+    random        per-batch random draws that do not depend on device sharding,
+                  and the parameter-initialisation key.
 """

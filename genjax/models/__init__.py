@@ -18,6 +18,7 @@ from typing import Any, Mapping
 # model name -> "module:Class"; the class has ``from_config(config_dataclass)``.
 _REGISTRY = {
     "vae": ("genjax.models.vae", "VAE", "VAEConfig"),
+    "ddpm": ("genjax.models.ddpm", "DDPM", "DDPMConfig"),
 }
 
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from genjax.core.random import init_key
 from genjax.train.config import OptimizerConfig
 
 
@@ -60,7 +61,7 @@ def init_state(model, optimizer, rng: jax.Array, batch: dict) -> TrainState:
     rng: a typed key (``jax.random.key``); its data is stored in the state.
     """
     init_rng, train_rng = jax.random.split(rng)
-    params = model.init(init_rng, batch)
+    params = jax.jit(model.init)(init_key(init_rng), batch)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

@@ -8,6 +8,7 @@ import pytest
 
 from genjax import data as gdata
 from genjax.configs import make_config
+from genjax.core.random import init_key
 from genjax.models import build
 
 
@@ -21,6 +22,10 @@ def tiny_ddpm_config(dataset="digits16", **model):
         training=dict(batch_size=16, num_steps=4, steps_per_call=1, log_every=2,
                       checkpoint_every=4, num_sample_images=4, progress=False),
         optimizer=dict(learning_rate=1e-3), eval=dict(batch_size=32, num_examples=32))
+
+
+def _init(model, batch, seed=0):
+    return jax.jit(model.init)(init_key(jax.random.key(seed)), batch)
 
 
 def _perturbed(params, scale=0.05):
@@ -39,12 +44,12 @@ def batch():
 @pytest.fixture(scope="module")
 def cond_model(batch):
     model = build(tiny_ddpm_config(num_classes=10).model)
-    return model, _perturbed(model.init(jax.random.key(0), batch))
+    return model, _perturbed(_init(model, batch))
 
 
 def test_loss_is_finite_and_weighted(batch):
     model = build(tiny_ddpm_config(target="v", loss_weighting="min_snr").model)
-    params = model.init(jax.random.key(0), batch)
+    params = _init(model, batch)
     loss, metrics = model.loss(params, batch, jax.random.key(1))
     assert np.isfinite(loss) and loss > 0
     assert not np.isclose(loss, metrics["mse"])        # min-SNR weights differ from 1
@@ -109,7 +114,7 @@ def test_inpaint_keeps_known_pixels(cond_model, batch):
 
 def test_variational_bound_is_finite_and_improves_with_a_better_model(batch):
     model = build(tiny_ddpm_config(num_timesteps=10).model)
-    params = model.init(jax.random.key(0), batch)
+    params = _init(model, batch)
     nll = -np.asarray(model.log_prob(params, batch, jax.random.key(1)))
     assert nll.shape == (8,) and np.all(np.isfinite(nll)) and np.all(nll > 0)
     # An untrained zero-output network predicts eps = 0 (x0_hat = x_t / sqrt(ab));
@@ -136,7 +141,7 @@ def test_points_model_samples_points():
                               clip_x0=False, mlp_hidden=16, mlp_blocks=1, sampler="ddpm")
     model = build(config.model)
     it, _ = gdata.load("toy2d/moons", "train", 32)
-    params = model.init(jax.random.key(0), next(it))
+    params = _init(model, next(it))
     loss, _ = model.loss(params, next(it), jax.random.key(1))
     assert np.isfinite(loss)
     x = model.sample(params, jax.random.key(2), 5)
@@ -152,7 +157,7 @@ def test_latent_diffusion_on_a_trained_vae(trained_tiny):
     model = build(config.model)
     it, _ = gdata.load("digits", "train", 8)
     batch = next(it)
-    params = model.init(jax.random.key(0), batch)
+    params = _init(model, batch)
     for a, b in zip(jax.tree.leaves(params["autoencoder"]),
                     jax.tree.leaves(vae_state.ema_params)):
         np.testing.assert_array_equal(a, b)
