@@ -150,7 +150,9 @@ class DDPM:
     def _labels(self, batch_or_labels, batch_size: int):
         if not self.config.num_classes:
             return None
-        labels = batch_or_labels.get("label") if isinstance(batch_or_labels, dict) else batch_or_labels
+        labels = batch_or_labels
+        if isinstance(batch_or_labels, dict):
+            labels = batch_or_labels.get("label")
         if labels is None:
             return jnp.full((batch_size,), self.null_class, jnp.int32)
         return jnp.broadcast_to(jnp.asarray(labels, jnp.int32), (batch_size,))
@@ -318,4 +320,3 @@ class DDPM:
         keys = jax.random.split(rng, c.num_timesteps)
         terms = jax.lax.map(term, (ts, keys))
         return -(terms.sum(0) + dm.prior_kl(self.schedule, x0))
-
