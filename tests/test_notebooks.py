@@ -1,0 +1,81 @@
+"""Execute every notebook in colabs/ with GENJAX_TINY=1 (tiny models, a few steps, CPU).
+
+The kernel is a kernelspec written into a temporary JUPYTER_PATH that runs the
+interpreter of this test (``sys.executable -m ipykernel_launcher``), so the
+notebooks run in the venv under test even where no kernel is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import re
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+COLABS = pathlib.Path(__file__).resolve().parent.parent / "colabs"
+NOTEBOOKS = sorted(COLABS.glob("*.ipynb"))
+KERNEL = "genjax-test-python"
+BPD_LINE = re.compile(r"bits/dim \(([^)]*)\):\s*(\S+)")
+# Printed lines a notebook must contain (beyond running and drawing a picture).
+REQUIRED = {"vae.ipynb": ["IWAE bound"]}
+
+
+@pytest.fixture
+def kernel_env(tmp_path, monkeypatch):
+    spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "genjax test", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("GENJAX_TINY", "1")
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return run_dir
+
+
+def _outputs(nb):
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            yield from cell.get("outputs", [])
+
+
+def _stdout(nb) -> str:
+    return "".join(o.get("text", "") for o in _outputs(nb)
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, \
+                f"{path.name}: clear the outputs before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_tiny(path, kernel_env):
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name=KERNEL,
+                                     resources={"metadata": {"path": str(kernel_env)}})
+    client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+
+    pictures = [o for o in _outputs(nb) if "image/png" in o.get("data", {})]
+    assert pictures, f"{path.name} drew no picture"
+
+    text = _stdout(nb)
+    values = BPD_LINE.findall(text)
+    for name, value in values:
+        assert math.isfinite(float(value)) and float(value) > 0, f"bits/dim ({name}) = {value}"
+    for needle in REQUIRED.get(path.name, []):
+        assert any(needle in name for name, _ in values), \
+            f"{path.name} printed no 'bits/dim ({needle} ...): <value>' line:\n{text}"
