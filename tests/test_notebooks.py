@@ -37,6 +37,7 @@ def kernel_env(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("GENJAX_TINY", "1")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' temp workdirs land in tmp_path
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     return run_dir

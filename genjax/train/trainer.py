@@ -14,7 +14,7 @@ import time
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from genjax import data as gdata
 from genjax import models

@@ -118,3 +118,24 @@ def test_bad_configs_are_rejected():
         VAEConfig(image_shape=(8, 8, 1), channels=(8, 8, 8, 8))
     with pytest.raises(ValueError, match="Unknown key"):
         _model(latent_dims=3)
+
+
+def test_decode_returns_the_expected_level_not_the_location():
+    """A narrow logistic at level k decodes to k; a wide one centred far below the
+    range decodes to its mean level, which is well above 0 (its location clips to 0)."""
+    model = _model()                                       # 17 levels
+    k = 11
+    narrow = jnp.stack([jnp.full((1, 8, 8, 1), 2 * k / 16 - 1.0),
+                        jnp.full((1, 8, 8, 1), -8.0)], -1)
+    wide = jnp.stack([jnp.full((1, 8, 8, 1), -3.0), jnp.full((1, 8, 8, 1), 1.5)], -1)
+    levels = np.arange(17)
+    for out, expected in ((narrow, k), (wide, None)):
+        model.decode_params = lambda params, z, cond=None, out=out: out
+        x = np.asarray(model.decode(None, jnp.zeros((1, 4))))
+        if expected is None:
+            from genjax.core import likelihoods as lk
+            p = np.exp(lk.discretized_logistic_log_prob(
+                lk.to_symmetric(levels, 17), -3.0, 1.5, 17))
+            expected = int(np.round((p * levels).sum()))
+            assert expected >= 3
+        assert np.all(x == expected)
