@@ -182,7 +182,7 @@ class DDPM:
         x_t = dm.q_sample(self.schedule, x0, t, eps)
         y = self._labels(batch, n)
         if y is not None and c.label_dropout > 0:
-            drop = batch_draw(jax.random.bernoulli, k_y, (n,), c.label_dropout)
+            drop = batch_draw(jax.random.uniform, k_y, (n,)) < c.label_dropout
             y = jnp.where(drop, self.null_class, y)
         out = self._apply(params, x_t, t, y, train=True, rng=k_drop)
         target = {"eps": eps, "x0": x0, "v": None}[c.target]

@@ -55,6 +55,29 @@ def test_loss_is_finite_and_weighted(batch):
     assert not np.isclose(loss, metrics["mse"])        # min-SNR weights differ from 1
 
 
+def test_conditional_loss_drops_labels_to_the_null_class(cond_model, batch):
+    model, params = cond_model
+    seen = []
+    real_apply = model._apply
+
+    def recording(params, x_t, t, y, **kwargs):
+        seen.append(y)
+        return real_apply(params, x_t, t, y, **kwargs)
+
+    model._apply = recording
+    try:
+        keys = jax.random.split(jax.random.key(5), 20)
+        losses = [model.loss(params, batch, k)[0] for k in keys]
+    finally:
+        model._apply = real_apply
+    assert all(np.isfinite(loss) for loss in losses)
+    labels = np.stack([np.asarray(y) for y in seen])          # [20, 8]
+    dropped = labels == model.null_class
+    true = np.broadcast_to(batch["label"], labels.shape)
+    np.testing.assert_array_equal(labels[~dropped], true[~dropped])
+    assert 0.02 < dropped.mean() < 0.25                        # label_dropout = 0.1
+
+
 def test_sampler_compiles_once_for_any_steps_eta_and_guidance(cond_model):
     model, params = cond_model
     traces = {"n": 0}
