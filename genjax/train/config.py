@@ -21,7 +21,7 @@ class TrainConfig:
     snapshot_every: int = 0         # steps between kept snapshots (0 = none)
     sample_every: int = 0           # steps between PNG sample grids (0 = only at the end)
     num_sample_images: int = 64     # images in a sample grid
-    ema_decay: float = 0.999        # EMA of the parameters: ema <- d * ema + (1 - d) * params
+    ema_decay: float = 0.999        # EMA decay d; step s uses min(d, (1 + s) / (10 + s))
     parallel: str = "none"          # none | mesh (jit + NamedSharding) | pmap
     progress: bool = True           # tqdm progress bar
 

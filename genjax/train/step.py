@@ -8,7 +8,7 @@ One step, with the step key  k_s = fold_in(rng, s):
 
     (loss, metrics), g = value_and_grad(model.loss)(params, batch, k_s)
     params <- optax update of params with g
-    ema    <- d * ema + (1 - d) * params
+    ema    <- d_s * ema + (1 - d_s) * params,   d_s = min(d, (1 + s) / (10 + s))
 
 Data parallelism (``parallel``):
 
@@ -48,8 +48,11 @@ def _one_step(model, optimizer, ema_decay: float, axis_name: str | None):
             metrics = jax.lax.pmean(metrics, axis_name)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
-                           state.ema_params, params)
+        # EMA with warm-up: d_s = min(d, (1 + s) / (10 + s)), so early averages are not
+        # dominated by the initial weights (a zero-output network for the U-Net).
+        step = state.step.astype(jnp.float32)
+        decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
         metrics = dict(metrics, grad_norm=optax.tree_utils.tree_norm(grads))
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)

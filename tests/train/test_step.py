@@ -26,17 +26,19 @@ def _batches(k, seed=0):
     return {"x": np.random.default_rng(seed).normal(size=(k, 4, 3)).astype(np.float32)}
 
 
-def test_one_step_is_sgd_and_ema_rule():
-    model, opt, decay = Quadratic(), optax.sgd(0.1), 0.5
-    state = init_state(model, opt, jax.random.key(0), None)
-    fn = step_lib.make_train_step(model, opt, decay)
+def test_one_step_is_sgd_and_ema_rule_with_warmup():
+    model, opt = Quadratic(), optax.sgd(0.1)
     batches = _batches(1)
-    new, metrics = fn(state, batches)
     x = batches["x"][0]
     grad = 2 * (0.0 - x).sum(0) / x.size   # d/dw of mean over (B, 3) of (w - x)^2
     expected = -0.1 * grad
-    np.testing.assert_allclose(new.params["w"], expected, rtol=1e-6)
-    np.testing.assert_allclose(new.ema_params["w"], 0.5 * 0.0 + 0.5 * expected, rtol=1e-6)
+    # Step 0 uses d_0 = min(d, 1 / 10): the cap d binds for d = 0.05, the warm-up for 0.5.
+    for decay, d0 in ((0.05, 0.05), (0.5, 0.1)):
+        state = init_state(model, opt, jax.random.key(0), None)
+        new, metrics = step_lib.make_train_step(model, opt, decay)(state, batches)
+        np.testing.assert_allclose(new.params["w"], expected, rtol=1e-6)
+        np.testing.assert_allclose(new.ema_params["w"], d0 * 0.0 + (1 - d0) * expected,
+                                   rtol=1e-6)
     assert int(new.step) == 1 and metrics["loss"].shape == (1,)
 
 
