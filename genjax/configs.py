@@ -31,17 +31,12 @@ def _group(cls, **overrides) -> ml_collections.ConfigDict:
 def make_config(model: str, dataset: str, *, seed: int = 0, model_kwargs=None, training=None,
                 optimizer=None, eval=None, data_dir: str = "") -> ml_collections.ConfigDict:
     """A complete, locked config for ``model`` trained on ``dataset``."""
-    import importlib
-
-    if model not in models.available_models():
-        raise ValueError(f"unknown model {model!r}; available: {models.available_models()}")
-    module_name, _, config_name = models._REGISTRY[model]
-    model_cls = getattr(importlib.import_module(module_name), config_name)
+    model_cls = models.config_class(model)
     config = ml_collections.ConfigDict()
     config.seed = seed                                   # root of every random key
     config.data = ml_collections.ConfigDict(dict(
         name=dataset,              # genjax.data.list_datasets() or a tfds name
-        data_dir=data_dir,                               # tfds data_dir ("" = tfds default)
+        data_dir=data_dir,         # tfds data_dir ("" = tfds default)
     ))
     config.model = _group(model_cls, **(model_kwargs or {}))
     config.model.name = model

@@ -15,9 +15,9 @@ from genjax.train.config import EvalConfig
 
 
 def _all_images(name: str, split: str, data_dir) -> np.ndarray:
-    it, info = gdata.load(name, split, 512, shuffle=False, num_epochs=1, drop_remainder=False,
-                          data_dir=data_dir)
-    return np.concatenate([b["image"] for b in it]), info
+    it, _ = gdata.load(name, split, 512, shuffle=False, num_epochs=1, drop_remainder=False,
+                       data_dir=data_dir)
+    return np.concatenate([b["image"] for b in it])
 
 
 def evaluate_run(config, model, params, *, split: str | None = None, seed: int = 0) -> dict:
@@ -26,10 +26,10 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
     split = split or ecfg.split
     data_dir = config.data.get("data_dir") or None
     results = {"dataset": config.data.name, "split": split, "model": config.model.name}
+    batches, info = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
+                               num_epochs=1, drop_remainder=False, data_dir=data_dir)
     if getattr(model, "log_prob", None) is not None:
         kwargs = {"num_samples": ecfg.iwae_samples} if ecfg.iwae_samples else {}
-        batches, info = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
-                                   num_epochs=1, drop_remainder=False, data_dir=data_dir)
         nll = nll_on_split(model, params, batches, jax.random.key(seed),
                            max_examples=ecfg.num_examples, **kwargs)
         num_dims = math.prod(info.shape)
@@ -40,11 +40,10 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
         if hasattr(getattr(model, "config", None), "iwae_samples"):
             results["iwae_samples"] = ecfg.iwae_samples or model.config.iwae_samples
         if info.kind == "image" and info.num_levels:
-            train, _ = _all_images(config.data.name, "train", data_dir)
-            test, _ = _all_images(config.data.name, split, data_dir)
+            train = _all_images(config.data.name, "train", data_dir)
+            test = _all_images(config.data.name, split, data_dir)
             results["independent_pixel_bpd"] = independent_pixel_bpd(train, test, info.num_levels)
     if ecfg.num_samples and config.data.name in DIGIT_DATASETS:
-        info = gdata.load(config.data.name, split, 1, data_dir=data_dir)[1]
         results.update(digit_sample_metrics(
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,
             ecfg.num_samples, ecfg.sample_batch_size,

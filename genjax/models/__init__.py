@@ -43,13 +43,19 @@ def config_to_dataclass(cls, config: Mapping[str, Any], *, where: str = "config"
     return cls(**values)
 
 
+def config_class(name: str):
+    """The frozen config dataclass of model ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model name {name!r}; available: {available_models()}.")
+    module_name, _, config_name = _REGISTRY[name]
+    return getattr(importlib.import_module(module_name), config_name)
+
+
 def build(config: Mapping[str, Any]):
     """The model named by ``config['name']``, configured by the other fields."""
     name = config.get("name")
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown model name {name!r}; available: {available_models()}.")
-    module_name, class_name, config_name = _REGISTRY[name]
-    module = importlib.import_module(module_name)
+    cls = config_class(name)
+    module_name, class_name, _ = _REGISTRY[name]
     fields = {k: v for k, v in config.items() if k != "name"}
-    model_config = config_to_dataclass(getattr(module, config_name), fields, where="config.model")
-    return getattr(module, class_name)(model_config)
+    model_config = config_to_dataclass(cls, fields, where="config.model")
+    return getattr(importlib.import_module(module_name), class_name)(model_config)
