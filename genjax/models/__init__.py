@@ -19,6 +19,8 @@ from typing import Any, Mapping
 _REGISTRY = {
     "vae": ("genjax.models.vae", "VAE", "VAEConfig"),
     "ddpm": ("genjax.models.ddpm", "DDPM", "DDPMConfig"),
+    "realnvp": ("genjax.models.flows", "RealNVP", "RealNVPConfig"),
+    "glow": ("genjax.models.flows", "Glow", "GlowConfig"),
 }
 
 
