@@ -3,6 +3,8 @@
     genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
     genjax eval   --workdir runs/vae [--split test]
+    genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
+                  [--inception_weights FILE] [--out eval.json]
 """
 
 from __future__ import annotations
@@ -20,11 +22,24 @@ FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples.")
 flags.DEFINE_integer("num", 64, "Number of samples (sample).")
-flags.DEFINE_string("out", None, "Output PNG for `sample` (default: WORKDIR/samples/sample.png).")
+flags.DEFINE_string("out", None, "Output file: the PNG of `sample` (default: "
+                    "WORKDIR/samples/sample.png); the JSON of `eval --real/--fake` (default: "
+                    "eval.json).")
 flags.DEFINE_integer("cond", None, "Class label for conditional models (sample).")
 flags.DEFINE_integer("step", None, "Checkpoint step to load (sample, eval); default: latest.")
 flags.DEFINE_integer("seed", 0, "Sampling / evaluation seed.")
 flags.DEFINE_string("split", None, "Evaluation split (default: config.eval.split).")
+flags.DEFINE_string("real", None, "eval: folder of real PNG/JPEG images (instead of --workdir).")
+flags.DEFINE_string("fake", None, "eval: folder of generated PNG/JPEG images, against --real.")
+flags.DEFINE_enum("features", "auto", ["auto", "digits", "inception"],
+                  "eval --real/--fake feature network: digits (the shipped digits classifier; "
+                  "grayscale, resized to 16x16), inception (FID InceptionV3; needs "
+                  "--inception_weights), or auto: digits when every image is grayscale and at "
+                  "most 16x16, inception otherwise.")
+flags.DEFINE_string("inception_weights", None,
+                    "FID InceptionV3 weights (.msgpack) made by `python -m "
+                    "genjax.eval.inception --convert pt_inception-2015-12-05-6726825d.pth "
+                    "--out FILE`.")
 
 COMMANDS = ("train", "sample", "eval")
 
@@ -56,6 +71,22 @@ def _sample() -> None:
     print(f"wrote {len(images)} samples to {out}")
 
 
+def _eval_folders() -> None:
+    from genjax.eval.folders import evaluate_folders
+    from genjax.eval.report import format_table
+
+    if FLAGS.workdir is not None:
+        raise ValueError("give either --workdir (a run) or --real and --fake (folders)")
+    if not (FLAGS.real and FLAGS.fake):
+        raise ValueError("evaluating folders needs both --real DIR and --fake DIR")
+    results = evaluate_folders(FLAGS.real, FLAGS.fake, FLAGS.features, FLAGS.inception_weights)
+    print(format_table(results))
+    path = FLAGS.out or "eval.json"
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
+
+
 def _eval() -> None:
     from genjax.eval.report import evaluate_run, format_table
     from genjax.train.trainer import load_run
@@ -72,8 +103,10 @@ def _eval() -> None:
 def main(argv) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: genjax {{{'|'.join(COMMANDS)}}} [--flags]; got {argv[1:]}")
-    if FLAGS.workdir is None:
-        raise app.UsageError("--workdir is required")
+    folders = argv[1] == "eval" and (FLAGS.real is not None or FLAGS.fake is not None)
+    if FLAGS.workdir is None and not folders:
+        hint = " (or --real DIR --fake DIR)" if argv[1] == "eval" else ""
+        raise app.UsageError(f"--workdir is required{hint}")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     logger = logging.getLogger("genjax")
     logger.setLevel(logging.INFO)
@@ -84,7 +117,8 @@ def main(argv) -> None:
     from genjax.train.trainer import NonFiniteLossError
 
     try:
-        {"train": _train, "sample": _sample, "eval": _eval}[argv[1]]()
+        {"train": _train, "sample": _sample, "eval": _eval_folders if folders else _eval}[
+            argv[1]]()
     except (ValueError, CheckpointError, DatasetNotPreparedError, NonFiniteLossError) as err:
         print(f"genjax {argv[1]}: error: {err}", file=sys.stderr)
         sys.exit(1)

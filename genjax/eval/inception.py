@@ -255,11 +255,12 @@ def init_params(seed: int = 0, num_classes: int = FID_NUM_CLASSES):
     return traverse_util.unflatten_dict(flat, sep="/")
 
 
-def features_and_probs(images, params, batch_size: int = 50, progress: bool = True):
+def features_and_probs(images, params, batch_size: int | None = None, progress: bool = True):
     """(pool3 features float64 [N, 2048], softmax(logits) float64 [N, K]) of images
-    [N, H, W, C], ``batch_size`` at a time (the last batch padded: one compiled shape)."""
+    [N, H, W, C], ``batch_size`` (default min(50, N)) at a time, every batch padded to it:
+    one compiled shape."""
     n = len(images)
-    batch_size = max(1, min(batch_size, n))
+    batch_size = batch_size or max(1, min(50, n))
     feats, probs = [], []
     starts = range(0, n, batch_size)
     for i in tqdm(starts, desc="inception features", unit="batch", leave=False,
