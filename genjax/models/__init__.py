@@ -19,6 +19,7 @@ from typing import Any, Mapping
 _REGISTRY = {
     "vae": ("genjax.models.vae", "VAE", "VAEConfig"),
     "ddpm": ("genjax.models.ddpm", "DDPM", "DDPMConfig"),
+    "vqvae": ("genjax.models.vqvae", "VQVAE", "VQVAEConfig"),
     "realnvp": ("genjax.models.flows", "RealNVP", "RealNVPConfig"),
     "glow": ("genjax.models.flows", "Glow", "GlowConfig"),
 }
