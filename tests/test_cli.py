@@ -77,3 +77,36 @@ def test_wrong_type_override_is_named(tmp_path):
 def test_sample_without_a_run_is_a_clear_error(tmp_path):
     proc = genjax("sample", f"--workdir={tmp_path}", check=False)
     assert proc.returncode == 1 and "is not a genjax run" in proc.stderr
+
+
+def _digit_folder(path, images):
+    path.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image[..., 0]).save(path / f"{i:03d}.png")
+    return str(path)
+
+
+def test_eval_folders_prints_the_table_and_writes_json(tmp_path):
+    from genjax.data.digits import digits16
+
+    images = np.asarray(digits16("test")["image"])
+    real = _digit_folder(tmp_path / "real", images[:60])
+    fake = _digit_folder(tmp_path / "fake", images[60:100])
+    out = str(tmp_path / "metrics.json")
+    proc = genjax("eval", f"--real={real}", f"--fake={fake}", f"--out={out}",
+                  cache=tmp_path / "cache")
+    with open(out) as f:
+        results = json.load(f)
+    assert results["features"] == "digits" and results["num_real"] == 60
+    assert results["num_fake"] == 40 and results["fid_digits"] > 0
+    assert 1 <= results["is_digits"] <= 10 and 0 <= results["precision"] <= 1
+    assert "fid_digits" in proc.stdout and f"wrote {out}" in proc.stdout
+    assert list((tmp_path / "cache" / "features").iterdir())  # real features cached
+
+    proc = genjax("eval", f"--real={real}", f"--fake={tmp_path / 'missing'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"genjax eval: error: no such folder: {tmp_path / 'missing'}"
+    proc = genjax("eval", f"--real={real}", f"--fake={fake}", "--features=inception",
+                  check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "need --inception_weights FILE" in proc.stderr

@@ -158,7 +158,7 @@ def _extract(folder: ImageFolder, network: str, params, progress: bool):
     feats, probs = [], []
     starts = range(0, len(folder), chunk)
     for start in tqdm(starts, desc=f"{network} features of {folder.path}", unit="chunk",
-                      leave=False, disable=not progress or len(starts) < 2):
+                      leave=False, disable=not progress or network == "digits" or len(starts) < 2):
         images = folder.read(start, start + chunk)
         if network == "digits":
             if not _all_gray(images):

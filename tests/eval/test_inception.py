@@ -37,17 +37,20 @@ def test_output_shapes_at_299(num_classes):
 
 def test_small_gray_and_colour_images_are_resized(params):
     gray = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1), np.uint8)
-    pool3, logits = inc.apply(params, gray)
+    rgb = np.repeat(gray, 3, axis=-1)
+    # A gray image is the colour image with three equal channels, through the same resize.
+    np.testing.assert_array_equal(inc.preprocess(gray), inc.preprocess(rgb))
+    rgb[1, ..., 0] = 255 - rgb[1, ..., 0]
+    pool3, logits = inc.apply(params, rgb)
     assert pool3.shape == (2, 2048) and logits.shape == (2, 1008)
     assert np.isfinite(np.asarray(logits)).all() and (np.asarray(pool3) >= 0).all()
     assert np.abs(np.asarray(pool3[0] - pool3[1])).max() > 0       # the two inputs differ
-    # A gray image is the colour image with three equal channels, through the same resize.
-    rgb = np.repeat(gray, 3, axis=-1)
-    np.testing.assert_allclose(inc.apply(params, rgb)[0], pool3, rtol=1e-5, atol=1e-6)
-    feats, probs = inc.features_and_probs(np.repeat(gray, 3, 0)[:5], params, batch_size=2)
+    feats, probs = inc.features_and_probs(np.concatenate([rgb, rgb, rgb[:1]]), params,
+                                          batch_size=2)
     assert feats.shape == (5, 2048) and probs.shape == (5, 1008)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(feats[0], feats[2], rtol=1e-5, atol=1e-6)  # padded last batch
+    np.testing.assert_allclose(feats[:2], pool3, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats[4], pool3[0], rtol=1e-5, atol=1e-6)  # padded last batch
 
 
 def test_preprocess_scales_to_minus_one_one_and_rejects_bad_shapes():
