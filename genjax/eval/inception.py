@@ -410,7 +410,18 @@ def convert(pth_path: str, out_path: str) -> dict:
     except ImportError:
         raise SystemExit("converting a .pth file needs PyTorch (pip install torch); "
                          "nothing else in genjax does") from None
-    state_dict = torch.load(pth_path, map_location="cpu", weights_only=True)
+    if not os.path.isfile(pth_path):
+        raise InceptionWeightsError(f"no such file: {pth_path}")
+    try:
+        state_dict = torch.load(pth_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types on a foreign or pickled-model file
+        raise InceptionWeightsError(f"cannot read {pth_path} as a PyTorch state_dict: "
+                                    f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+        state_dict = state_dict["state_dict"]             # a checkpoint that wraps the weights
+    if not isinstance(state_dict, dict):
+        raise InceptionWeightsError(f"{pth_path} holds a {type(state_dict).__name__}, not a "
+                                    "state_dict")
     variables = from_torch_state_dict(state_dict)
     save_inception_params(out_path, variables)
     return variables
