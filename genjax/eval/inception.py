@@ -219,6 +219,11 @@ def preprocess(images) -> jax.Array:
     return 2.0 * x - 1.0
 
 
+def _flat(tree) -> dict:
+    """{"params/Mixed_5b/branch1x1/conv/kernel": array, ...}"""
+    return traverse_util.flatten_dict(tree, sep="/")
+
+
 def _num_classes(params) -> int:
     return params["params"]["fc"]["kernel"].shape[-1]
 
@@ -278,10 +283,6 @@ def features_and_probs(images, params, batch_size: int | None = None, progress: 
 
 # ---------------------------------------------------------------------------------------------
 # Weight files.
-
-def _flat(tree) -> dict:
-    return traverse_util.flatten_dict(tree, sep="/")
-
 
 def check_variables(variables, num_classes: int = FID_NUM_CLASSES, where: str = "weights"):
     """Raise InceptionWeightsError naming the first key of ``variables`` that is missing,
