@@ -28,6 +28,30 @@ class TrainState:
     rng: jax.Array
 
 
+# ------------------------------------------------------- non-trainable state
+# A model with non-trainable state (running statistics such as a VQ-VAE's EMA codebook)
+# keeps it in ``params["state"]`` and defines ``update_state`` (see genjax.train.step).
+# The optimizer and the EMA of params only see the trainable part.
+STATE_KEY = "state"
+
+
+def has_state(model) -> bool:
+    """Whether ``model`` carries non-trainable state in ``params["state"]``."""
+    return hasattr(model, "update_state")
+
+
+def split_state(model, params) -> tuple[Any, Any]:
+    """params -> (trainable, state); state is None for a model without state."""
+    if not has_state(model):
+        return params, None
+    return {k: v for k, v in params.items() if k != STATE_KEY}, params[STATE_KEY]
+
+
+def merge_state(trainable, state) -> Any:
+    """Inverse of :func:`split_state`."""
+    return trainable if state is None else dict(trainable, **{STATE_KEY: state})
+
+
 def learning_rate_schedule(config: OptimizerConfig, num_steps: int) -> optax.Schedule:
     """Linear warm-up to the peak, then constant or cosine decay to 0 at num_steps."""
     peak = config.learning_rate
@@ -65,7 +89,7 @@ def init_state(model, optimizer, rng: jax.Array, batch: dict) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=optimizer.init(params),
+        opt_state=optimizer.init(split_state(model, params)[0]),
         ema_params=jax.tree.map(jnp.copy, params),
         rng=jax.random.key_data(train_rng),
     )

@@ -19,6 +19,25 @@ Data parallelism (``parallel``):
 * ``pmap``: ``jax.pmap`` over the local devices; gradients and metrics are
   ``pmean``-ed over the ``data`` axis. Per-example noise is drawn through
   :func:`genjax.core.random.batch_draw`, so all three give the same numbers.
+
+Non-trainable state (running statistics, e.g. the EMA codebook of a VQ-VAE). A
+model opts in by keeping it in ``params["state"]`` and defining
+
+    loss_and_stats(params, batch, rng) -> (loss, (metrics, stats))
+    update_state(params, stats) -> (params, state_metrics)
+
+``stats`` is a pytree of sums over the batch (counts, sums of vectors, and
+anything else written as a sum, such as a one-hot pick of a batch row). The step
+differentiates only the trainable part (the optimizer state is built for it
+alone, so no optimizer, weight decay or clipping touches the state), applies the
+optimizer update, then ``update_state`` on the batch ``stats`` (which may rewrite
+state and trainable entries, e.g. re-seed a codebook row), and adds
+``state_metrics`` to the step's metrics. The EMA of params averages the
+trainable part and copies the state (counts are not averaged). Under ``pmap``
+the stats are ``psum``-ed over the ``data`` axis before ``update_state``, so every
+replica applies the same update from whole-batch statistics; under ``mesh`` XLA
+computes them over the sharded batch directly. Models without ``update_state``
+take the plain path above, unchanged.
 """
 
 from __future__ import annotations
@@ -33,12 +52,51 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax.core.random import data_parallel_axis
-from genjax.train.state import TrainState
+from genjax.train.state import TrainState, has_state, merge_state, split_state
 
 AXIS = "data"
 
 
+def _ema(ema_decay: float, step: jax.Array, ema, params):
+    # EMA with warm-up: d_s = min(d, (1 + s) / (10 + s)), so early averages are not
+    # dominated by the initial weights (a zero-output network for the U-Net).
+    step = step.astype(jnp.float32)
+    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def _one_stateful_step(model, optimizer, ema_decay: float, axis_name: str | None):
+    """The step of a model with non-trainable state (see the module docstring)."""
+    def loss_fn(trainable, frozen, batch, key):
+        return model.loss_and_stats(merge_state(trainable, frozen), batch, key)
+
+    def step(state: TrainState, batch: dict):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        trainable, frozen = split_state(model, state.params)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (_, (metrics, stats)), grads = grad_fn(trainable, frozen, batch, key)
+        if axis_name is not None:
+            grads = jax.lax.pmean(grads, axis_name)
+            metrics = jax.lax.pmean(metrics, axis_name)
+            stats = jax.lax.psum(stats, axis_name)
+        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
+        params, state_metrics = model.update_state(merge_state(trainable, frozen), stats)
+        trainable, frozen = split_state(model, params)
+        ema = _ema(ema_decay, state.step, split_state(model, state.ema_params)[0], trainable)
+        ema = merge_state(ema, frozen)
+        metrics = dict(metrics, **state_metrics, grad_norm=optax.tree_utils.tree_norm(grads))
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            ema_params=ema)
+        return new, metrics
+
+    return step
+
+
 def _one_step(model, optimizer, ema_decay: float, axis_name: str | None):
+    if has_state(model):
+        return _one_stateful_step(model, optimizer, ema_decay, axis_name)
+
     def step(state: TrainState, batch: dict):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         grad_fn = jax.value_and_grad(model.loss, has_aux=True)
@@ -48,11 +106,7 @@ def _one_step(model, optimizer, ema_decay: float, axis_name: str | None):
             metrics = jax.lax.pmean(metrics, axis_name)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        # EMA with warm-up: d_s = min(d, (1 + s) / (10 + s)), so early averages are not
-        # dominated by the initial weights (a zero-output network for the U-Net).
-        step = state.step.astype(jnp.float32)
-        decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+        ema = _ema(ema_decay, state.step, state.ema_params, params)
         metrics = dict(metrics, grad_norm=optax.tree_utils.tree_norm(grads))
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
