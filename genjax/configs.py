@@ -47,11 +47,41 @@ def make_config(model: str, dataset: str, *, seed: int = 0, model_kwargs=None, t
     return config
 
 
-def load_sibling(config_file: str, name: str) -> ml_collections.ConfigDict:
-    """``get_config()`` of ``name``.py in the directory of ``config_file`` (for configs that
-    change a few fields of another)."""
+# (image_shape, num_levels) of the datasets the autoregressive configs name.
+IMAGE_DATASETS = {
+    "binarized_digits": ((16, 16, 1), 2),
+    "digits": ((8, 8, 1), 17),
+    "digits16": ((16, 16, 1), 256),
+    "shapes": ((32, 32, 1), 2),
+    "mnist": ((28, 28, 1), 256),
+    "binarized_mnist": ((28, 28, 1), 2),
+    "cifar10": ((32, 32, 3), 256),
+}
+
+
+def autoregressive_config(model: str, dataset: str, *, model_kwargs=None, training=None,
+                          **kwargs) -> ml_collections.ConfigDict:
+    """:func:`make_config` with ``image_shape`` and ``num_levels`` set from ``dataset`` and
+    the training defaults of the autoregressive configs (which take the dataset as the
+    config argument, ``--config configs/pixelcnn.py:digits16``)."""
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r} for this config; "
+                         f"choose one of {sorted(IMAGE_DATASETS)}")
+    shape, levels = IMAGE_DATASETS[dataset]
+    train = dict(log_every=100, checkpoint_every=1000, sample_every=1000,
+                 num_sample_images=64, ema_decay=0.999)
+    train.update(training or {})
+    return make_config(model, dataset,
+                       model_kwargs=dict(model_kwargs or {}, image_shape=shape, num_levels=levels),
+                       training=train, **kwargs)
+
+
+def load_sibling(config_file: str, name: str, arg: str | None = None
+                 ) -> ml_collections.ConfigDict:
+    """``get_config()`` (or ``get_config(arg)``) of ``name``.py in the directory of
+    ``config_file`` (for configs that change a few fields of another)."""
     path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"genjax_config_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config() if arg is None else module.get_config(arg)

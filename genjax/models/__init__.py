@@ -22,6 +22,15 @@ _REGISTRY = {
     "vqvae": ("genjax.models.vqvae", "VQVAE", "VQVAEConfig"),
     "realnvp": ("genjax.models.flows", "RealNVP", "RealNVPConfig"),
     "glow": ("genjax.models.flows", "Glow", "GlowConfig"),
+    "fvsbn": ("genjax.models.autoregressive", "FVSBN", "FVSBNConfig"),
+    "nade": ("genjax.models.autoregressive", "NADE", "NADEConfig"),
+    "made": ("genjax.models.autoregressive", "MADE", "MADEConfig"),
+    "pixelcnn": ("genjax.models.autoregressive", "PixelCNNModel", "PixelCNNConfig"),
+    "gated_pixelcnn": ("genjax.models.autoregressive", "GatedPixelCNNModel",
+                       "GatedPixelCNNConfig"),
+    "wavenet": ("genjax.models.autoregressive", "WaveNetModel", "WaveNetConfig"),
+    "pixel_transformer": ("genjax.models.autoregressive", "PixelTransformer",
+                          "TransformerConfig"),
 }
 
 

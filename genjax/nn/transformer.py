@@ -1,0 +1,155 @@
+"""A decoder-only (causal) transformer with a key/value cache for sampling.
+
+Causal self-attention over X in R^{T x D} (notation of the notes):
+
+    Q = X W_Q,  K = X W_K,  V = X W_V
+    Attn(X) = softmax(Q K^T / sqrt(d_head) + M) V,   M_ij = 0 if j <= i else -inf
+
+with several heads, pre-LayerNorm residual blocks (x += Attn(LN x); x += MLP(LN x))
+and learned position embeddings.
+
+:class:`CausalTransformer` predicts token t from tokens < t: its input is the
+sequence shifted right behind a learned begin-of-sequence vector (to which an
+optional condition embedding is added), so ``__call__(tokens)[:, t]`` are the
+logits of p(x_t | x_<t). Sampling calls :meth:`CausalTransformer.decode` once per
+position with a cache of the keys and values of the positions already seen: the
+step costs O(t) instead of re-running the whole prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Cache = Any  # tuple over layers of (keys [B, T, H, Dh], values [B, T, H, Dh])
+
+
+class CausalSelfAttention(nn.Module):
+    num_heads: int
+    dim: int
+
+    def setup(self):
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}")
+        self.qkv = nn.DenseGeneral((3, self.num_heads, self.dim // self.num_heads), name="qkv")
+        self.out = nn.DenseGeneral(self.dim, axis=(-2, -1), name="out")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [B, T, D] -> [B, T, D], position i attending to j <= i."""
+        q, k, v = jnp.moveaxis(self.qkv(x), -3, 0)            # each [B, T, H, Dh]
+        t = x.shape[1]
+        mask = jnp.tril(jnp.ones((t, t), bool))
+        return self.out(_attend(q, k, v, mask))
+
+    def decode(self, x: jax.Array, t: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
+        """One position: x [B, 1, D] at index t, cache (K, V) [B, T, H, Dh] -> (y, cache)."""
+        q, k, v = jnp.moveaxis(self.qkv(x), -3, 0)            # each [B, 1, H, Dh]
+        keys = jax.lax.dynamic_update_slice_in_dim(cache[0], k.astype(cache[0].dtype), t, axis=1)
+        values = jax.lax.dynamic_update_slice_in_dim(cache[1], v.astype(cache[1].dtype), t,
+                                                     axis=1)
+        mask = (jnp.arange(keys.shape[1]) <= t)[None, :]
+        return self.out(_attend(q, keys, values, mask)), (keys, values)
+
+
+def _attend(q, k, v, mask):
+    """softmax(q k^T / sqrt(d) + M) v over heads; q [B, Tq, H, Dh], k/v [B, Tk, H, Dh]."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+class TransformerBlock(nn.Module):
+    num_heads: int
+    dim: int
+    mlp_ratio: int = 4
+
+    def setup(self):
+        self.ln1 = nn.LayerNorm()
+        self.attn = CausalSelfAttention(self.num_heads, self.dim)
+        self.ln2 = nn.LayerNorm()
+        self.mlp_in = nn.Dense(self.mlp_ratio * self.dim)
+        self.mlp_out = nn.Dense(self.dim)
+
+    def _mlp(self, x):
+        return self.mlp_out(nn.gelu(self.mlp_in(self.ln2(x))))
+
+    def __call__(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self._mlp(x)
+
+    def decode(self, x, t, cache):
+        y, cache = self.attn.decode(self.ln1(x), t, cache)
+        x = x + y
+        return x + self._mlp(x), cache
+
+
+class CausalTransformer(nn.Module):
+    """Next-token model over sequences of length ``max_len`` from a vocabulary of ``vocab_size``.
+
+    ``tokens`` are int32 [B, T] or, to differentiate through the input, float
+    one-hot rows [B, T, vocab_size]. ``cond`` [B] int32 (a class, ``num_classes``
+    > 0) is embedded and added to the begin-of-sequence vector.
+    """
+
+    vocab_size: int
+    out_features: int
+    max_len: int
+    dim: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_classes: int = 0
+
+    def setup(self):
+        self.embed = nn.Dense(self.dim, use_bias=False, name="embed")   # one-hot @ E
+        self.pos = self.param("pos", nn.initializers.normal(0.02), (self.max_len, self.dim))
+        self.bos = self.param("bos", nn.initializers.normal(0.02), (self.dim,))
+        if self.num_classes:
+            self.class_embed = nn.Embed(self.num_classes, self.dim, name="class_embed")
+        self.blocks = [TransformerBlock(self.num_heads, self.dim) for _ in range(self.num_layers)]
+        self.ln = nn.LayerNorm()
+        self.head = nn.Dense(self.out_features, name="head")
+
+    def _embed(self, tokens):
+        if jnp.issubdtype(tokens.dtype, jnp.integer):
+            tokens = jax.nn.one_hot(tokens, self.vocab_size, dtype=self.pos.dtype)
+        return self.embed(tokens)
+
+    def _bos(self, batch: int, cond):
+        bos = jnp.broadcast_to(self.bos, (batch, self.dim))
+        if self.num_classes:
+            if cond is None:
+                raise ValueError("this transformer is class-conditional: pass cond")
+            bos = bos + self.class_embed(cond)
+        return bos
+
+    def __call__(self, tokens: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+        """Logits [B, T, out_features]; row t depends only on tokens[:, :t]."""
+        x = self._embed(tokens)
+        b, t = x.shape[:2]
+        x = jnp.concatenate([self._bos(b, cond)[:, None], x[:, :-1]], axis=1) + self.pos[:t]
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+    def decode(self, prev: jax.Array, t: jax.Array, cache: Cache,
+               cond: jax.Array | None = None) -> tuple[jax.Array, Cache]:
+        """Logits [B, out_features] of position t given token t - 1 (``prev`` [B], ignored
+        at t = 0) and the cache of positions < t; returns the updated cache."""
+        b = prev.shape[0]
+        x = jnp.where(t == 0, self._bos(b, cond), self._embed(prev))
+        x = (x + self.pos[t])[:, None]
+        new = []
+        for block, layer_cache in zip(self.blocks, cache):
+            x, layer_cache = block.decode(x, t, layer_cache)
+            new.append(layer_cache)
+        return self.head(self.ln(x))[:, 0], tuple(new)
+
+    def init_cache(self, batch: int, dtype=jnp.float32) -> Cache:
+        """Zeros (K, V) [B, max_len, H, Dh] per layer (callable on an unbound module)."""
+        shape = (batch, self.max_len, self.num_heads, self.dim // self.num_heads)
+        return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+                     for _ in range(self.num_layers))
