@@ -48,6 +48,7 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genjax.core import likelihoods as lk
 from genjax.core import quantize as vq
@@ -197,6 +198,24 @@ class VQVAE:
         indices = jax.random.randint(rng, (num_samples,) + self.latent_shape, 0,
                                      self.config.num_codes)
         return self.decode(params, indices)
+
+    def reconstruction_metrics(self, params, batches) -> dict:
+        """Over an iterable of batches (e.g. a whole split): ``psnr`` (dB, on the levels, of
+        the rounded reconstructions, the MSE pooled over all sub-pixels), ``usage`` (fraction
+        of the K codes chosen at least once), ``perplexity`` of the code frequencies and
+        ``num_examples``."""
+        encode, decode = jax.jit(self.encode), jax.jit(self.decode)
+        sq_err, count, counts = 0.0, 0, np.zeros(self.config.num_codes)
+        for batch in batches:
+            codes = encode(params, batch["image"])
+            diff = np.asarray(decode(params, codes), np.float64) - batch["image"]
+            sq_err, count = sq_err + np.sum(diff ** 2), count + diff.size
+            counts += np.bincount(np.asarray(codes).ravel(), minlength=self.config.num_codes)
+        peak = self.config.num_levels - 1
+        return {"psnr": float(10.0 * np.log10(peak ** 2 * count / sq_err)),
+                "usage": float(np.mean(counts > 0)),
+                "perplexity": float(vq.codebook_perplexity(jnp.asarray(counts, jnp.float32))),
+                "num_examples": int(count // math.prod(self.config.image_shape))}
 
     @property
     def num_dims(self) -> int:

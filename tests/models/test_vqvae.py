@@ -1,5 +1,8 @@
 """VQ-VAE family: protocol shapes, loss terms, state through the trainer, exact resume."""
 
+import os
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +19,7 @@ from genjax.train.trainer import build_run, load_run, train_and_evaluate
 def tiny_vqvae_config(quantizer="ema", **training):
     """digits 8x8 -> a 4x4 grid of codes, K = 8, codes dead after 2 unused steps."""
     train = dict(batch_size=16, num_steps=8, steps_per_call=2, log_every=2, checkpoint_every=4,
-                 snapshot_every=0, sample_every=0, num_sample_images=4, ema_decay=0.9,
+                 snapshot_every=4, sample_every=0, num_sample_images=4, ema_decay=0.9,
                  progress=False)
     train.update(training)
     return make_config(
@@ -60,15 +63,22 @@ def test_protocol_shapes_and_loss_terms(model_and_params, batch):
     # The rounded reconstruction's PSNR is measured on the levels.
     expected = 10 * np.log10(16.0 ** 2 / np.mean((np.float64(batch["image"]) - rec) ** 2))
     np.testing.assert_allclose(psnr(batch["image"], rec, 17), expected, rtol=1e-5)
+    # ... and pooled over batches by reconstruction_metrics, with the code usage.
+    halves = [{"image": batch["image"][:8]}, {"image": batch["image"][8:]}]
+    pooled = model.reconstruction_metrics(params, halves)
+    np.testing.assert_allclose(pooled["psnr"], expected, rtol=1e-5)
+    assert pooled["usage"] == len(np.unique(np.asarray(idx))) / 8
+    assert pooled["num_examples"] == 16
 
 
-def test_loss_mode_has_a_trainable_codebook(batch):
-    model = build(tiny_vqvae_config("loss").model)
-    params = jax.jit(model.init)(jax.random.key(0), batch)
-    trainable, state = split_state(model, params)
-    assert "codebook" not in state and trainable["vq"]["codebook"].shape == (8, 4)
-    _, m = model.loss(params, batch, jax.random.key(1))
-    assert float(m["codebook_loss"]) > 0
+def test_codebook_is_trainable_in_loss_mode_and_state_in_ema_mode(batch):
+    for quantizer, trainable_codebook in (("loss", True), ("ema", False)):
+        model = build(tiny_vqvae_config(quantizer).model)
+        params = jax.eval_shape(model.init, jax.random.key(0), batch)
+        trainable, state = split_state(model, params)
+        assert ("vq" in trainable) == trainable_codebook
+        assert ("codebook" in state) != trainable_codebook
+        assert model.codebook(params).shape == (8, 4)
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +117,15 @@ def test_restart_keeps_codes_alive_through_training(trained):
 
 
 def test_resume_is_bit_exact(trained, tmp_path):
-    config, _, reference = trained
-    workdir = str(tmp_path / "run")
-    short = tiny_vqvae_config(num_steps=4)
-    train_and_evaluate(short, workdir)
-    resumed = train_and_evaluate(config, workdir)
+    """A run restarted from the step-4 snapshot of the trained run ends where it ended."""
+    config, done, reference = trained
+    workdir = tmp_path / "run"
+    shutil.copytree(os.path.join(done, "checkpoints", "snapshots", "4"),
+                    workdir / "checkpoints" / "latest" / "4")
+    resumed = train_and_evaluate(config, str(workdir))
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    _, model, loaded, _ = load_run(workdir)
+    _, model, loaded, _ = load_run(str(workdir))
     assert int(loaded.step) == 8
     np.testing.assert_array_equal(loaded.params["state"]["steps_unused"],
                                   reference.params["state"]["steps_unused"])
