@@ -71,6 +71,8 @@ def autoregressive_config(model: str, dataset: str, *, model_kwargs=None, traini
     train = dict(log_every=100, checkpoint_every=1000, sample_every=1000,
                  num_sample_images=64, ema_decay=0.999)
     train.update(training or {})
+    # Sequential samplers are slow on a CPU: 500 samples for FID by default.
+    kwargs.setdefault("eval", dict(num_samples=500))
     return make_config(model, dataset,
                        model_kwargs=dict(model_kwargs or {}, image_shape=shape, num_levels=levels),
                        training=train, **kwargs)
