@@ -229,8 +229,8 @@ class FlowStep(nn.Module):
 class GaussianPrior(nn.Module):
     """(mean, log sigma), each shaped like ``h``, of a learned Gaussian: a
     zero-initialised conv3x3 (Dense on flat data) of ``h`` and the condition, so
-    N(0, I) at init. The top prior is called on zeros: a learned per-position
-    (mean, log sigma), class-dependent through the condition."""
+    N(0, I) at init. The top prior is called on zeros: a learned per-channel
+    (mean, log sigma) (the conv's bias), class-dependent through the condition."""
 
     @nn.compact
     def __call__(self, h: jax.Array, cond: Optional[jax.Array] = None):

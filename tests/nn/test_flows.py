@@ -3,6 +3,7 @@ every layer at a random (non-identity) parameter point, conditioning."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax.core.random import init_key
 from genjax.nn import flows
 from tests.core.test_bijectors import jacobian_logdet
 
@@ -21,17 +23,21 @@ def _x(seed=0, shape=SHAPE, batch=3):
 
 
 def _perturb(variables, seed, scale=0.2):
-    """Every parameter plus noise, so zero-initialised conditioners are not zero."""
-    leaves, tree = jax.tree.flatten(variables)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
-                                     for p, k in zip(leaves, keys)])
+    """Every parameter plus numpy noise (no PRNG compiles), so zero-initialised
+    conditioners are not zero."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: p + scale * rng.normal(size=p.shape).astype(np.float32),
+                        variables)
+
+
+# Inits use an RBG key: compiling threefry for every parameter costs more than the layer.
+INIT_KEY = init_key(jax.random.key(0))
 
 
 def check_layer(module, x, *args, seed=1, volume_preserving=False):
     """init on x, perturb, then round trip and per-example log-det == slogdet(J).
     Returns (variables, jitted forward (variables, x, *args) -> (y, log_det), y)."""
-    variables = _perturb(jax.jit(module.init)(jax.random.key(0), x, *args), seed)
+    variables = _perturb(jax.jit(module.init)(INIT_KEY, x, *args), seed)
 
     @jax.jit
     def run(variables, x, *args):
@@ -52,7 +58,7 @@ def check_layer(module, x, *args, seed=1, volume_preserving=False):
 def test_actnorm_data_dependent_init_standardises_the_init_batch():
     x = _x(1, batch=32) * jnp.array([0.5, 4.0]) + jnp.array([-2.0, 7.0])
     layer = flows.ActNorm()
-    variables = layer.init(jax.random.key(0), x)
+    variables = layer.init(INIT_KEY, x)
     y, log_det = layer.apply(variables, x)
     flat = np.asarray(y).reshape(-1, 2)
     np.testing.assert_allclose(flat.mean(0), 0.0, atol=1e-5)
@@ -70,13 +76,17 @@ def test_conv1x1(lu):
 def test_lu_conv1x1_starts_as_a_permutation():
     layer = flows.Conv1x1(lu=True, seed=5)
     x = _x(3, shape=(2, 2, 6))
-    y, log_det = layer.apply(layer.init(jax.random.key(0), x), x)
+    y, log_det = layer.apply(layer.init(INIT_KEY, x), x)
     np.testing.assert_allclose(np.sort(np.asarray(y), -1), np.sort(np.asarray(x), -1))
     np.testing.assert_array_equal(log_det, 0.0)
 
 
-@pytest.mark.parametrize("kind,mask", [("affine", "checkerboard"), ("affine", "channel"),
-                                       ("additive", "channel")])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("kind,mask", [pytest.param("affine", "checkerboard", marks=SLOW),
+                                       ("affine", "channel"),
+                                       pytest.param("additive", "channel", marks=SLOW)])
 def test_coupling(kind, mask):
     check_layer(flows.Coupling(hidden=8, num_blocks=1, kind=kind, mask=mask), _x(4),
                 volume_preserving=kind == "additive")
@@ -87,7 +97,8 @@ def test_mlp_coupling_on_flat_data():
                 _x(5, shape=(2,)))
 
 
-@pytest.mark.parametrize("cond_shape", [(3, 5), (3, 4, 4, 3)], ids=["embedding", "feature_map"])
+@pytest.mark.parametrize("cond_shape", [(3, 5), pytest.param((3, 4, 4, 3), marks=SLOW)],
+                         ids=["embedding", "feature_map"])
 def test_conditional_coupling_and_injector_depend_on_the_condition(cond_shape):
     x = _x(6)
     cond = jax.random.normal(jax.random.key(7), cond_shape)
@@ -113,13 +124,19 @@ def test_multiscale_flow_latent_layout_and_round_trip():
     assert sum(math.prod(s) for s in shapes) == math.prod(SHAPE)
     flow = flows.MultiScaleFlow(layers, hidden=8, num_classes=3)
     x, y = _x(9), jnp.array([0, 1, 2])
-    variables = _perturb(flow.init(jax.random.key(0), x, y, method=flow.forward), 10)
-    z, log_det = flow.apply(variables, x, y, method=flow.forward)
-    x_back, inv = flow.apply(variables, z, y, method=flow.inverse, input_shape=SHAPE)
+
+    variables = _perturb(jax.jit(functools.partial(flow.init, method=flow.forward))(
+        INIT_KEY, x, y), 10)
+
+    @jax.jit
+    def run(x, y):
+        z, log_det = flow.apply(variables, x, y, method=flow.forward)
+        x_back, inv = flow.apply(variables, z, y, method=flow.inverse, input_shape=SHAPE)
+        return z, log_det, x_back, inv
+
+    z, log_det, x_back, inv = run(x, y)
+    assert z.shape == (3, math.prod(SHAPE))
     np.testing.assert_allclose(x_back, x, atol=1e-4)
     np.testing.assert_allclose(inv, -log_det, rtol=1e-5)
-    _, ld = jax.jit(lambda v: jacobian_logdet(
-        lambda u: flow.apply(variables, u, y[:1], method=flow.forward), v))(x[0])
-    np.testing.assert_allclose(log_det[0], ld, atol=1e-3)
     with pytest.raises(ValueError, match="class-conditional"):
-        flow.apply(variables, x, None, method=flow.forward)
+        jax.eval_shape(lambda: flow.init(INIT_KEY, x, None, method=flow.forward))
