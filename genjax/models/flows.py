@@ -19,8 +19,10 @@ discrete levels:
     log P(k) >= E_u[log p(y)] - D log L,
 
 so bits/dim are on the discrete data (one draw of u per call). ``log_prob`` is
-the exact log-density of the flow at the dequantized point (``log_prob_kind =
-"exact"``: no variational bound on the model itself). 2-D points
+the exact log-density of the flow at the dequantized point, which makes it a
+one-sample estimate of a lower bound on the discrete log-likelihood
+(``log_prob_kind = "uniform dequantization bound"``; no variational bound on
+the flow itself). 2-D points
 (``data_key = "point"``) go into the flow as they are and ``log_prob`` is their
 exact density.
 
@@ -117,7 +119,9 @@ class Flow:
     ``params``: ``{"flow": ...}`` (Flax variables of :class:`MultiScaleFlow`).
     """
 
-    log_prob_kind = "exact"
+    @property
+    def log_prob_kind(self) -> str:
+        return "uniform dequantization bound" if self.is_image else "exact"
 
     def __init__(self, config: FlowConfig):
         self.config = c = config
