@@ -19,7 +19,10 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 def test_there_are_configs():
     names = {os.path.basename(p) for p in CONFIGS}
     assert {"vae_digits.py", "cvae_digits.py", "beta_vae_shapes.py", "ddpm_digits.py",
-            "ddpm_cond_digits.py", "ddpm_toy2d.py", "ldm_digits.py"} <= names
+            "ddpm_cond_digits.py", "ddpm_toy2d.py", "ldm_digits.py", "fvsbn.py", "nade.py",
+            "made.py", "pixelcnn.py", "gated_pixelcnn.py", "pixelcnnpp.py", "wavenet.py",
+            "pixel_transformer.py", "realnvp_toy2d.py", "realnvp_digits.py", "glow_digits.py",
+            "glow_cond_digits.py", "vqvae_digits.py", "vqvae_shapes.py"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

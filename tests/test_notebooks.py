@@ -24,7 +24,8 @@ NOTEBOOKS = sorted(COLABS.glob("*.ipynb"))
 KERNEL = "genjax-test-python"
 BPD_LINE = re.compile(r"bits/dim \(([^)]*)\):\s*(\S+)")
 # Printed lines a notebook must contain (beyond running and drawing a picture).
-REQUIRED = {"vae.ipynb": ["IWAE bound"], "autoregressive.ipynb": ["exact, gated PixelCNN"]}
+REQUIRED = {"vae.ipynb": ["IWAE bound"], "autoregressive.ipynb": ["exact, gated PixelCNN"],
+            "flows.ipynb": ["glow"]}
 
 
 @pytest.fixture
