@@ -16,7 +16,7 @@ def get_config(dataset: str = "binarized_digits"):
     return autoregressive_config(
         "pixel_transformer",
         dataset,
-        model_kwargs=dict(dim=128, num_layers=4, num_heads=4),
+        model_kwargs=dict(dim=64, num_layers=3, num_heads=4),
         training=dict(batch_size=64, num_steps=3000),
         optimizer=dict(learning_rate=1e-3, warmup_steps=200),
     )
