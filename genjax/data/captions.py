@@ -1,0 +1,118 @@
+"""Captions made from the labels and factors of the embedded data, and a word tokenizer.
+
+A text-to-image model needs (image, text) pairs; the embedded datasets have none,
+so a caption is written from what is known about each image:
+
+===========  =====================================================
+``digits``   "a handwritten seven" (from ``label``)
+``shapes``   "a large square in the top left" (from ``factors``:
+             shape; size: small below scale 0.75, else large;
+             position: top / bottom by ``pos_y`` < 0.5 / >= 0.5,
+             left / right by ``pos_x`` < 0.5 / >= 0.5)
+===========  =====================================================
+
+The tokenizer is word-level over the fixed :data:`VOCAB` (token 0 is the pad
+token ``<pad>``); a word outside it is an error, not an unknown token, so a
+prompt the model was never trained on is caught before sampling.
+:func:`caption_tokens` computes the token ids of the captions of a batch
+with ``jax.numpy`` (jittable, used inside a model's loss) and equals
+``tokenize(captions(...), max_len)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from genjax.data.shapes import FACTOR_NAMES, SHAPE_NAMES
+
+PAD = "<pad>"
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SIZE_NAMES = ("small", "large")
+VERTICAL_NAMES = ("top", "bottom")
+HORIZONTAL_NAMES = ("left", "right")
+VOCAB = ((PAD, "a", "handwritten") + DIGIT_NAMES + SIZE_NAMES + SHAPE_NAMES
+         + ("in", "the") + VERTICAL_NAMES + HORIZONTAL_NAMES)
+WORD_TO_ID = {word: i for i, word in enumerate(VOCAB)}
+PAD_ID = WORD_TO_ID[PAD]
+VOCAB_SIZE = len(VOCAB)
+SCALE_THRESHOLD = 0.75   # scale < 0.75 is "small"
+# Words per caption of each scheme (the shortest max_len that holds them).
+CAPTION_LENGTHS = {"digits": 3, "shapes": 7}
+
+
+def tokenize(strings: str | Sequence[str], max_len: int) -> np.ndarray:
+    """Strings (or one string) -> int32 [B, max_len], padded with ``PAD_ID`` on the right.
+
+    Words are split on whitespace and lower-cased. Raises ``ValueError`` for a word
+    outside :data:`VOCAB` (naming it) or a string of more than ``max_len`` words."""
+    if isinstance(strings, str):
+        strings = [strings]
+    out = np.full((len(strings), max_len), PAD_ID, np.int32)
+    for i, text in enumerate(strings):
+        words = text.lower().split()
+        if len(words) > max_len:
+            raise ValueError(f"{text!r} has {len(words)} words, more than max_len = {max_len}")
+        for j, word in enumerate(words):
+            if word not in WORD_TO_ID:
+                raise ValueError(f"unknown word {word!r} in {text!r}; the vocabulary is "
+                                 f"{sorted(VOCAB[1:])}")
+            out[i, j] = WORD_TO_ID[word]
+    return out
+
+
+def detokenize(tokens) -> list[str]:
+    """int [B, L] -> B strings (pad tokens dropped)."""
+    tokens = np.asarray(tokens)
+    return [" ".join(VOCAB[t] for t in row if t != PAD_ID) for row in tokens]
+
+
+def _shape_parts(factors: np.ndarray):
+    """factors [B, >= 5] (``FACTOR_NAMES`` order) -> (shape, size, vertical, horizontal)
+    indices, each int [B]."""
+    f = {name: factors[:, i] for i, name in enumerate(FACTOR_NAMES)}
+    xp = jnp if isinstance(factors, jnp.ndarray) else np
+    return (f["shape"].astype(xp.int32), (f["scale"] >= SCALE_THRESHOLD).astype(xp.int32),
+            (f["pos_y"] >= 0.5).astype(xp.int32), (f["pos_x"] >= 0.5).astype(xp.int32))
+
+
+def captions(scheme: str, batch: dict) -> list[str]:
+    """The caption of each example of ``batch`` (numpy arrays): ``scheme`` "digits" reads
+    ``label`` [B], "shapes" reads ``factors`` [B, F]."""
+    if scheme == "digits":
+        return [f"a handwritten {DIGIT_NAMES[y]}" for y in np.asarray(batch["label"])]
+    if scheme == "shapes":
+        shape, size, vert, horiz = _shape_parts(np.asarray(batch["factors"]))
+        return [f"a {SIZE_NAMES[z]} {SHAPE_NAMES[s]} in the {VERTICAL_NAMES[v]} "
+                f"{HORIZONTAL_NAMES[h]}" for s, z, v, h in zip(shape, size, vert, horiz)]
+    raise ValueError(f"unknown caption scheme {scheme!r}; choose 'digits' or 'shapes'")
+
+
+def _ids(words: Sequence[str]) -> jnp.ndarray:
+    return jnp.array([WORD_TO_ID[w] for w in words], jnp.int32)
+
+
+def caption_tokens(scheme: str, batch: dict, max_len: int) -> jnp.ndarray:
+    """Token ids int32 [B, max_len] of :func:`captions` computed with ``jax.numpy``
+    (jittable): equal to ``tokenize(captions(scheme, batch), max_len)``."""
+    if max_len < CAPTION_LENGTHS.get(scheme, 0):
+        raise ValueError(f"max_len {max_len} is shorter than the {scheme!r} captions "
+                         f"({CAPTION_LENGTHS[scheme]} words)")
+    if scheme == "digits":
+        label = jnp.asarray(batch["label"], jnp.int32)
+        n = label.shape[0]
+        words = [jnp.full((n,), WORD_TO_ID["a"]), jnp.full((n,), WORD_TO_ID["handwritten"]),
+                 _ids(DIGIT_NAMES)[label]]
+    elif scheme == "shapes":
+        shape, size, vert, horiz = _shape_parts(jnp.asarray(batch["factors"]))
+        n = shape.shape[0]
+        words = [jnp.full((n,), WORD_TO_ID["a"]), _ids(SIZE_NAMES)[size],
+                 _ids(SHAPE_NAMES)[shape], jnp.full((n,), WORD_TO_ID["in"]),
+                 jnp.full((n,), WORD_TO_ID["the"]), _ids(VERTICAL_NAMES)[vert],
+                 _ids(HORIZONTAL_NAMES)[horiz]]
+    else:
+        raise ValueError(f"unknown caption scheme {scheme!r}; choose 'digits' or 'shapes'")
+    pad = [jnp.full((n,), PAD_ID)] * (max_len - len(words))
+    return jnp.stack(words + pad, axis=1).astype(jnp.int32)
