@@ -20,6 +20,7 @@ _REGISTRY = {
     "vae": ("genjax.models.vae", "VAE", "VAEConfig"),
     "ddpm": ("genjax.models.ddpm", "DDPM", "DDPMConfig"),
     "vqvae": ("genjax.models.vqvae", "VQVAE", "VQVAEConfig"),
+    "token_prior": ("genjax.models.token_prior", "TokenPrior", "TokenPriorConfig"),
     "realnvp": ("genjax.models.flows", "RealNVP", "RealNVPConfig"),
     "glow": ("genjax.models.flows", "Glow", "GlowConfig"),
     "fvsbn": ("genjax.models.autoregressive", "FVSBN", "FVSBNConfig"),

@@ -1,0 +1,171 @@
+"""Token prior over the codes of a frozen VQ-VAE: sampler identities, causality, training."""
+
+import functools
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax import data as gdata
+from genjax.configs import make_config
+from genjax.data import captions as cap
+from genjax.models import build
+from genjax.models.token_prior import pick_token, top_k_filter
+from genjax.train.trainer import load_run, train_and_evaluate
+
+
+@functools.lru_cache(maxsize=None)
+def trained_vqvae_for(dataset: str, image_shape: tuple, num_levels: int) -> str:
+    """Workdir of a VQ-VAE (one conv level, K = 8) trained 2 steps on ``dataset``: a
+    stand-in for the ``vqvae_workdir`` of a token prior (also used by tests/test_configs.py)."""
+    config = make_config(
+        "vqvae", dataset,
+        model_kwargs=dict(image_shape=image_shape, num_levels=num_levels, channels=(8,),
+                          num_codes=8, code_dim=4, dead_window=2),
+        training=dict(batch_size=8, num_steps=2, steps_per_call=1, log_every=2,
+                      checkpoint_every=2, sample_every=0, num_sample_images=4, ema_decay=0.9,
+                      progress=False),
+        optimizer=dict(learning_rate=3e-3, warmup_steps=0, grad_clip=1.0),
+        eval=dict(num_samples=0))
+    workdir = tempfile.mkdtemp(prefix="genjax_tiny_vqvae_")
+    train_and_evaluate(config, workdir)
+    return workdir
+
+
+def tiny_prior_config(conditioning="text", **training):
+    """digits 8x8 -> 16 codes of K = 8, text captions of 4 tokens, one tiny block."""
+    train = dict(batch_size=16, num_steps=4, steps_per_call=2, log_every=2, checkpoint_every=4,
+                 sample_every=0, num_sample_images=4, ema_decay=0.9, progress=False)
+    train.update(training)
+    return make_config(
+        "token_prior", "digits",
+        model_kwargs=dict(image_shape=(8, 8, 1), num_levels=17,
+                          vqvae_workdir=trained_vqvae_for("digits", (8, 8, 1), 17),
+                          conditioning=conditioning, captions="digits", text_len=4,
+                          num_classes=10 if conditioning == "class" else 0,
+                          dim=16, num_layers=1, num_heads=2, p_uncond=0.5),
+        training=train,
+        optimizer=dict(learning_rate=3e-3, warmup_steps=0, grad_clip=1.0),
+        eval=dict(num_samples=0, num_examples=16, batch_size=16))
+
+
+@pytest.fixture(scope="module")
+def batch():
+    it, _ = gdata.load("digits", "train", 4, shuffle=False)
+    return next(it)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(conditioning):
+    model = build(tiny_prior_config(conditioning).model)
+    it, _ = gdata.load("digits", "train", 4, shuffle=False)
+    return model, model.init(jax.random.key(1), next(it))
+
+
+def _greedy(model, params, text, label):
+    """Argmax decoding by re-running the whole sequence per position (Python loop)."""
+    codes = np.zeros((label.shape[0] if text is None else text.shape[0],
+                      model.num_image_tokens), np.int32)
+    for m in range(model.num_image_tokens):
+        codes[:, m] = np.argmax(model.logits(params, jnp.asarray(codes), text, label)[:, m], -1)
+    return codes.reshape((-1,) + model.latent_shape)
+
+
+@pytest.mark.parametrize("conditioning", ["class", "text"])
+def test_cached_sampling_equals_full_recompute(conditioning):
+    model, params = _model(conditioning)
+    # class: with guidance (2N rows, the null class); text: a prompt, no guidance.
+    kwargs = (dict(prompt="a handwritten two") if conditioning == "text"
+              else dict(cond=2, guidance_scale=1.5))
+    cached = model.sample_codes(params, jax.random.key(3), 3, **kwargs)
+    full = model.sample_codes(params, jax.random.key(3), 3, use_cache=False, **kwargs)
+    assert cached.shape == (3, 4, 4) and cached.dtype == jnp.int32
+    np.testing.assert_array_equal(cached, full)
+    assert ((cached >= 0) & (cached < 8)).all()
+    if conditioning == "text":
+        # A traced zero weight takes the guided (2N rows) path and must draw what w = 0 draws.
+        traced = model.sample_codes(params, jax.random.key(3), 3, guidance_scale=jnp.float32(0),
+                                    **kwargs)
+        np.testing.assert_array_equal(traced, cached)
+
+
+def test_top_k_one_and_zero_temperature_are_greedy():
+    model, params = _model("text")
+    text, _ = model.condition(2, prompt=["a handwritten two", "a handwritten nine"])
+    greedy = _greedy(model, params, text, None)
+    for kwargs in (dict(top_k=1), dict(temperature=0.0), dict(temperature=1e-4)):
+        codes = model.sample_codes(params, jax.random.key(5), 2,
+                                   prompt=["a handwritten two", "a handwritten nine"], **kwargs)
+        np.testing.assert_array_equal(codes, greedy)
+    # At temperature 1 the draws differ from the argmax somewhere (random init, 32 codes).
+    drawn = model.sample_codes(params, jax.random.key(5), 2, cond=text)
+    assert (np.asarray(drawn) != greedy).any()
+
+
+def test_top_k_filter_keeps_the_k_largest_and_sampling_stays_in_them():
+    logits = jax.random.normal(jax.random.key(0), (4, 10))
+    for k in (1, 3, 10):
+        kept = np.isfinite(top_k_filter(logits, k))
+        top = np.argsort(-np.asarray(logits), axis=-1)[:, :k]
+        np.testing.assert_array_equal(kept.sum(-1), k)
+        assert np.take_along_axis(kept, top, -1).all()
+    assert np.isfinite(top_k_filter(logits, 0)).all()
+    draws = jax.vmap(lambda key: pick_token(key, logits, 1.0, 3))(
+        jax.random.split(jax.random.key(1), 500))                        # [500, 4]
+    top3 = np.argsort(-np.asarray(logits), -1)[:, :3]
+    assert all(set(np.asarray(draws[:, i])) == set(top3[i]) for i in range(4))
+    # Without top-k the frequencies follow the softmax.
+    draws = jax.vmap(lambda key: pick_token(key, logits[:1], 1.0, 0))(
+        jax.random.split(jax.random.key(2), 4000))[:, 0]
+    freq = np.bincount(np.asarray(draws), minlength=10) / 4000
+    np.testing.assert_allclose(freq, jax.nn.softmax(logits[0]), atol=0.03)
+
+
+def test_text_precedes_image_tokens_causally(batch):
+    model, params = _model("text")
+    codes = model.encode(params, batch["image"])                          # [4, 16]
+    text = cap.caption_tokens("digits", batch, 4)
+    seq = model.sequence(codes, text)                                     # [4, 20]
+    assert seq.shape == (4, 20) and (seq[:, :4] == text).all()
+    base = model.all_logits(params, seq)
+    j = 4 + 9                                                             # an image token
+    changed = model.all_logits(params, seq.at[:, j].set(cap.VOCAB_SIZE + (codes[:, 9] + 1) % 8))
+    np.testing.assert_allclose(changed[:, :j + 1], base[:, :j + 1], atol=1e-6)
+    assert np.abs(changed[:, j + 1:] - base[:, j + 1:]).max() > 1e-4
+    # The caption (positions 0..3) changes the logits of every image token.
+    other = model.all_logits(params, seq.at[:, 2].set(cap.WORD_TO_ID["one"]))
+    assert (np.abs(other[:, 4:] - base[:, 4:]).max(axis=(0, 2)) > 1e-6).all()
+
+
+def test_prompts_are_checked():
+    class_model, class_params = _model("class")
+    with pytest.raises(ValueError, match="takes no prompt"):
+        class_model.sample_codes(class_params, jax.random.key(0), 2, prompt="a handwritten one")
+    model, params = _model("text")
+    with pytest.raises(ValueError, match="unknown word"):
+        model.sample_codes(params, jax.random.key(0), 2, prompt="a handwritten eleven")
+
+
+@pytest.fixture(scope="module")
+def trained_prior(tmp_path_factory):
+    config = tiny_prior_config("text")
+    workdir = str(tmp_path_factory.mktemp("token_prior"))
+    return config, workdir, train_and_evaluate(config, workdir)
+
+
+def test_trains_with_a_frozen_vqvae_and_samples_from_a_prompt(trained_prior, batch):
+    config, workdir, state = trained_prior
+    assert int(state.step) == 4
+    model = build(config.model)
+    # The VQ-VAE carried in params is the loaded one, untouched by the optimizer.
+    jax.tree.map(np.testing.assert_array_equal, state.params["vqvae"], model._vq_params)
+    loss, metrics = model.loss(state.params, batch, jax.random.key(0))
+    assert np.isfinite(loss) and 0 <= metrics["accuracy"] <= 1
+    _, loaded, loaded_state, _ = load_run(workdir)
+    sample = jax.jit(functools.partial(loaded.sample, prompt="a handwritten three"),
+                     static_argnums=2)
+    images = sample(loaded_state.ema_params, jax.random.key(0), 5)
+    assert images.shape == (5, 8, 8, 1) and images.dtype == jnp.uint8
+    assert int(images.max()) <= 16
