@@ -2,6 +2,7 @@
 
     genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
+    genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
     genjax eval   --workdir runs/vae [--split test]
     genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
                   [--inception_weights FILE] [--out eval.json]
@@ -9,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
@@ -26,6 +29,8 @@ flags.DEFINE_string("out", None, "Output file: the PNG of `sample` (default: "
                     "WORKDIR/samples/sample.png); the JSON of `eval --real/--fake` (default: "
                     "eval.json).")
 flags.DEFINE_integer("cond", None, "Class label for conditional models (sample).")
+flags.DEFINE_string("prompt", None, "Caption for text-conditioned models (sample), e.g. "
+                    "\"a handwritten three\".")
 flags.DEFINE_integer("step", None, "Checkpoint step to load (sample, eval); default: latest.")
 flags.DEFINE_integer("seed", 0, "Sampling / evaluation seed.")
 flags.DEFINE_string("split", None, "Evaluation split (default: config.eval.split).")
@@ -63,7 +68,12 @@ def _sample() -> None:
     cond = None
     if FLAGS.cond is not None:
         cond = np.full((FLAGS.num,), FLAGS.cond, np.int32)
-    fn = jax.jit(model.sample, static_argnums=2)
+    sample = model.sample
+    if FLAGS.prompt is not None:
+        if "prompt" not in inspect.signature(model.sample).parameters:
+            raise ValueError(f"model {config.model.name!r} does not take a --prompt")
+        sample = functools.partial(model.sample, prompt=FLAGS.prompt)
+    fn = jax.jit(sample, static_argnums=2)
     images = np.asarray(fn(state.ema_params, jax.random.key(FLAGS.seed), FLAGS.num, cond))
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples", "sample.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -110,3 +110,24 @@ def test_eval_folders_prints_the_table_and_writes_json(tmp_path):
                   check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "need --inception_weights FILE" in proc.stderr
+
+
+def test_sample_with_a_prompt(tmp_path):
+    """--prompt reaches a text-conditioned token prior; other models refuse it in one line."""
+    from genjax.train.trainer import train_and_evaluate
+    from tests.models.test_token_prior import tiny_prior_config, trained_vqvae_for
+
+    workdir = str(tmp_path / "prior")
+    train_and_evaluate(tiny_prior_config("text", num_steps=2, checkpoint_every=2), workdir)
+    out = str(tmp_path / "prompt.png")
+    proc = genjax("sample", f"--workdir={workdir}", "--num=4", f"--out={out}",
+                  "--prompt=a handwritten three")
+    assert "wrote 4 samples" in proc.stdout
+    assert np.asarray(Image.open(out)).shape[0] > 2 * 8
+    proc = genjax("sample", f"--workdir={workdir}", "--prompt=a handwritten eleven", check=False)
+    assert proc.returncode == 1 and "unknown word 'eleven'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    vqvae = trained_vqvae_for("digits", (8, 8, 1), 17)
+    proc = genjax("sample", f"--workdir={vqvae}", "--prompt=a handwritten three", check=False)
+    assert proc.returncode == 1 and "does not take a --prompt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
