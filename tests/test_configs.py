@@ -11,6 +11,7 @@ from genjax import models
 from genjax.configs import load_sibling
 from genjax.train.config import from_config
 from genjax.train.trainer import check_data_matches_model
+from tests.models.test_token_prior import trained_vqvae_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
@@ -32,6 +33,9 @@ def test_config_builds_and_matches_its_data(path, trained_tiny):
         config.training.no_such_key = 1          # locked
     if config.model.get("autoencoder_workdir"):  # latent models: a trained tiny VAE stands in
         config.model.autoencoder_workdir = trained_tiny[1]
+    if config.model.get("vqvae_workdir"):        # token priors: a tiny VQ-VAE on their data
+        config.model.vqvae_workdir = trained_vqvae_for(
+            config.data.name, tuple(config.model.image_shape), config.model.num_levels)
     from_config(config)
     model = models.build(config.model)
     _, info = gdata.load(config.data.name, "train", 8, data_dir=config.data.data_dir or None)
