@@ -25,7 +25,8 @@ KERNEL = "genjax-test-python"
 BPD_LINE = re.compile(r"bits/dim \(([^)]*)\):\s*(\S+)")
 # Printed lines a notebook must contain (beyond running and drawing a picture).
 REQUIRED = {"vae.ipynb": ["IWAE bound"], "autoregressive.ipynb": ["exact, gated PixelCNN"],
-            "flows.ipynb": ["glow"]}
+            "flows.ipynb": ["glow"],
+            "vqvae.ipynb": ["class accuracy of the 100 samples", "text prior: 8 text + "]}
 
 
 @pytest.fixture

@@ -104,6 +104,24 @@ def test_top_k_one_and_zero_temperature_are_greedy():
     assert (np.asarray(drawn) != greedy).any()
 
 
+def test_guided_greedy_sampling_follows_the_guided_log_probs():
+    """temperature 0 with guidance w: each code is argmax_k (1 + w) log p(k | z_<m, c)
+    - w log p(k | z_<m, null), computed here by re-running the sequence (Python loop)."""
+    model, params = _model("class")
+    label, w = jnp.array([3, 7]), 2.0
+    null = jnp.full_like(label, model.null_class)
+    codes = np.zeros((2, model.num_image_tokens), np.int32)
+    for m in range(model.num_image_tokens):
+        log_c, log_u = (jax.nn.log_softmax(model.logits(params, jnp.asarray(codes), None, y)[:, m])
+                        for y in (label, null))
+        codes[:, m] = np.argmax((1 + w) * log_c - w * log_u, -1)
+    guided = model.sample_codes(params, jax.random.key(0), 2, label, temperature=0.0,
+                                guidance_scale=w)
+    np.testing.assert_array_equal(guided, codes.reshape((-1,) + model.latent_shape))
+    unguided = model.sample_codes(params, jax.random.key(0), 2, label, temperature=0.0)
+    assert (np.asarray(unguided) != np.asarray(guided)).any()
+
+
 def test_top_k_filter_keeps_the_k_largest_and_sampling_stays_in_them():
     logits = jax.random.normal(jax.random.key(0), (4, 10))
     for k in (1, 3, 10):
