@@ -3,6 +3,7 @@
     genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
     genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
+                  [--temperature T] [--top_k K] [--guidance W]
     genjax eval   --workdir runs/vae [--split test]
     genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
                   [--inception_weights FILE] [--out eval.json]
@@ -31,6 +32,12 @@ flags.DEFINE_string("out", None, "Output file: the PNG of `sample` (default: "
 flags.DEFINE_integer("cond", None, "Class label for conditional models (sample).")
 flags.DEFINE_string("prompt", None, "Caption for text-conditioned models (sample), e.g. "
                     "\"a handwritten three\".")
+flags.DEFINE_float("temperature", None, "Sampling temperature of models that take one (sample: "
+                   "flows, token prior); default: the model's, 1.")
+flags.DEFINE_integer("top_k", None, "Keep the k most likely tokens at each step (sample: token "
+                     "prior); default: all.")
+flags.DEFINE_float("guidance", None, "Classifier-free guidance weight w (sample: conditional "
+                   "diffusion and token prior); default: the model's.")
 flags.DEFINE_integer("step", None, "Checkpoint step to load (sample, eval); default: latest.")
 flags.DEFINE_integer("seed", 0, "Sampling / evaluation seed.")
 flags.DEFINE_string("split", None, "Evaluation split (default: config.eval.split).")
@@ -68,11 +75,17 @@ def _sample() -> None:
     cond = None
     if FLAGS.cond is not None:
         cond = np.full((FLAGS.num,), FLAGS.cond, np.int32)
-    sample = model.sample
-    if FLAGS.prompt is not None:
-        if "prompt" not in inspect.signature(model.sample).parameters:
-            raise ValueError(f"model {config.model.name!r} does not take a --prompt")
-        sample = functools.partial(model.sample, prompt=FLAGS.prompt)
+    # Flags passed on to model.sample as keyword arguments, where given.
+    kwargs, accepted = {}, inspect.signature(model.sample).parameters
+    for flag, name in (("prompt", "prompt"), ("temperature", "temperature"), ("top_k", "top_k"),
+                       ("guidance", "guidance_scale")):
+        value = getattr(FLAGS, flag)
+        if value is None:
+            continue
+        if name not in accepted:
+            raise ValueError(f"model {config.model.name!r} does not take --{flag}")
+        kwargs[name] = value
+    sample = functools.partial(model.sample, **kwargs)
     fn = jax.jit(sample, static_argnums=2)
     images = np.asarray(fn(state.ema_params, jax.random.key(FLAGS.seed), FLAGS.num, cond))
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples", "sample.png")

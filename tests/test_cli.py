@@ -113,7 +113,8 @@ def test_eval_folders_prints_the_table_and_writes_json(tmp_path):
 
 
 def test_sample_with_a_prompt(tmp_path):
-    """--prompt reaches a text-conditioned token prior; other models refuse it in one line."""
+    """--prompt (with --temperature, --top_k, --guidance) reaches a text-conditioned token
+    prior; a model without such an argument refuses the flag in one line."""
     from genjax.train.trainer import train_and_evaluate
     from tests.models.test_token_prior import tiny_prior_config, trained_vqvae_for
 
@@ -121,13 +122,13 @@ def test_sample_with_a_prompt(tmp_path):
     train_and_evaluate(tiny_prior_config("text", num_steps=2, checkpoint_every=2), workdir)
     out = str(tmp_path / "prompt.png")
     proc = genjax("sample", f"--workdir={workdir}", "--num=4", f"--out={out}",
-                  "--prompt=a handwritten three")
+                  "--prompt=a handwritten three", "--temperature=0.8", "--top_k=4", "--guidance=1")
     assert "wrote 4 samples" in proc.stdout
     assert np.asarray(Image.open(out)).shape[0] > 2 * 8
     proc = genjax("sample", f"--workdir={workdir}", "--prompt=a handwritten eleven", check=False)
     assert proc.returncode == 1 and "unknown word 'eleven'" in proc.stderr
     assert "Traceback" not in proc.stderr
     vqvae = trained_vqvae_for("digits", (8, 8, 1), 17)
-    proc = genjax("sample", f"--workdir={vqvae}", "--prompt=a handwritten three", check=False)
-    assert proc.returncode == 1 and "does not take a --prompt" in proc.stderr
+    proc = genjax("sample", f"--workdir={vqvae}", "--top_k=3", check=False)
+    assert proc.returncode == 1 and "does not take --top_k" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
