@@ -79,6 +79,7 @@ class TokenPriorConfig:
     num_layers: int = 4            # transformer blocks
     num_heads: int = 4             # attention heads
     p_uncond: float = 0.0          # probability of dropping the condition in training
+    dropout: float = 0.0           # transformer dropout in training (a regulariser)
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONINGS:
@@ -153,7 +154,8 @@ class TokenPrior:
         self.null_class = c.num_classes
         self.net = CausalTransformer(
             self.offset + self.num_codes, self.num_codes, self.text_len + self.num_image_tokens,
-            c.dim, c.num_layers, c.num_heads, c.num_classes + 1 if c.num_classes else 0)
+            c.dim, c.num_layers, c.num_heads, c.num_classes + 1 if c.num_classes else 0,
+            dropout=c.dropout)
 
     # ---------------------------------------------------------------- pieces
     def encode(self, params, images: jax.Array) -> jax.Array:
@@ -174,14 +176,19 @@ class TokenPrior:
         seq = codes.astype(jnp.int32) + self.offset
         return seq if text is None else jnp.concatenate([text.astype(jnp.int32), seq], axis=1)
 
-    def all_logits(self, params, seq: jax.Array, label: jax.Array | None = None) -> jax.Array:
+    def all_logits(self, params, seq: jax.Array, label: jax.Array | None = None,
+                   dropout_rng: jax.Array | None = None) -> jax.Array:
         """Logits over the K codes [B, T, K] of every position of ``seq`` [B, T] (row t
-        from tokens < t); rows L.. are those of the image tokens."""
-        return self.net.apply(params["net"], seq, label)
+        from tokens < t); rows L.. are those of the image tokens. With ``dropout_rng``
+        the transformer's dropout is on (training)."""
+        if dropout_rng is None:
+            return self.net.apply(params["net"], seq, label)
+        return self.net.apply(params["net"], seq, label, True, rngs={"dropout": dropout_rng})
 
-    def logits(self, params, codes, text=None, label=None) -> jax.Array:
+    def logits(self, params, codes, text=None, label=None, dropout_rng=None) -> jax.Array:
         """Logits [B, M, K] of log p(z_m | z_<m, c) for codes [B, M]."""
-        return self.all_logits(params, self.sequence(codes, text), label)[:, self.text_len:]
+        seq = self.sequence(codes, text)
+        return self.all_logits(params, seq, label, dropout_rng)[:, self.text_len:]
 
     def _null(self, n: int):
         """(text, label) of the dropped condition for n examples."""
@@ -229,14 +236,16 @@ class TokenPrior:
         n = codes.shape[0]
         text = cap.caption_tokens(c.captions, batch, self.text_len) if self.text else None
         label = jnp.asarray(batch["label"], jnp.int32) if c.num_classes else None
+        drop_key, dropout_rng = jax.random.split(rng)
         if c.p_uncond > 0 and c.conditioning != "none":
-            drop = batch_draw(jax.random.uniform, rng, (n,)) < c.p_uncond
+            drop = batch_draw(jax.random.uniform, drop_key, (n,)) < c.p_uncond
             null_text, null_label = self._null(n)
             if self.text:
                 text = jnp.where(drop[:, None], null_text, text)
             else:
                 label = jnp.where(drop, null_label, label)
-        log_p = jax.nn.log_softmax(self.logits(params, codes, text, label), axis=-1)
+        dropout_rng = dropout_rng if c.dropout > 0 else None
+        log_p = jax.nn.log_softmax(self.logits(params, codes, text, label, dropout_rng), axis=-1)
         nll = -jnp.take_along_axis(log_p, codes[..., None], axis=-1)[..., 0]
         loss = jnp.mean(nll)
         accuracy = jnp.mean(jnp.argmax(log_p, axis=-1) == codes)

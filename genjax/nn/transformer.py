@@ -6,7 +6,9 @@ Causal self-attention over X in R^{T x D} (notation of the notes):
     Attn(X) = softmax(Q K^T / sqrt(d_head) + M) V,   M_ij = 0 if j <= i else -inf
 
 with several heads, pre-LayerNorm residual blocks (x += Attn(LN x); x += MLP(LN x))
-and learned position embeddings.
+and learned position embeddings. Optional dropout (GPT-2's places: on the input
+embeddings and on each branch before it joins the residual stream) is active only
+in ``__call__(..., train=True)``, with a ``"dropout"`` rng; decoding never drops.
 
 :class:`CausalTransformer` predicts token t from tokens < t: its input is the
 sequence shifted right behind a learned begin-of-sequence vector (to which an
@@ -66,6 +68,7 @@ class TransformerBlock(nn.Module):
     num_heads: int
     dim: int
     mlp_ratio: int = 4
+    dropout: float = 0.0
 
     def setup(self):
         self.ln1 = nn.LayerNorm()
@@ -73,13 +76,14 @@ class TransformerBlock(nn.Module):
         self.ln2 = nn.LayerNorm()
         self.mlp_in = nn.Dense(self.mlp_ratio * self.dim)
         self.mlp_out = nn.Dense(self.dim)
+        self.drop = nn.Dropout(self.dropout)
 
     def _mlp(self, x):
         return self.mlp_out(nn.gelu(self.mlp_in(self.ln2(x))))
 
-    def __call__(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self._mlp(x)
+    def __call__(self, x, train: bool = False):
+        x = x + self.drop(self.attn(self.ln1(x)), deterministic=not train)
+        return x + self.drop(self._mlp(x), deterministic=not train)
 
     def decode(self, x, t, cache):
         y, cache = self.attn.decode(self.ln1(x), t, cache)
@@ -102,6 +106,7 @@ class CausalTransformer(nn.Module):
     num_layers: int = 4
     num_heads: int = 4
     num_classes: int = 0
+    dropout: float = 0.0
 
     def setup(self):
         self.embed = nn.Dense(self.dim, use_bias=False, name="embed")   # one-hot @ E
@@ -109,7 +114,9 @@ class CausalTransformer(nn.Module):
         self.bos = self.param("bos", nn.initializers.normal(0.02), (self.dim,))
         if self.num_classes:
             self.class_embed = nn.Embed(self.num_classes, self.dim, name="class_embed")
-        self.blocks = [TransformerBlock(self.num_heads, self.dim) for _ in range(self.num_layers)]
+        self.blocks = [TransformerBlock(self.num_heads, self.dim, dropout=self.dropout)
+                       for _ in range(self.num_layers)]
+        self.drop = nn.Dropout(self.dropout)
         self.ln = nn.LayerNorm()
         self.head = nn.Dense(self.out_features, name="head")
 
@@ -126,13 +133,16 @@ class CausalTransformer(nn.Module):
             bos = bos + self.class_embed(cond)
         return bos
 
-    def __call__(self, tokens: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        """Logits [B, T, out_features]; row t depends only on tokens[:, :t]."""
+    def __call__(self, tokens: jax.Array, cond: jax.Array | None = None,
+                 train: bool = False) -> jax.Array:
+        """Logits [B, T, out_features]; row t depends only on tokens[:, :t]. ``train``
+        turns dropout on (pass ``rngs={"dropout": key}`` to ``apply``)."""
         x = self._embed(tokens)
         b, t = x.shape[:2]
         x = jnp.concatenate([self._bos(b, cond)[:, None], x[:, :-1]], axis=1) + self.pos[:t]
+        x = self.drop(x, deterministic=not train)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, train)
         return self.head(self.ln(x))
 
     def decode(self, prev: jax.Array, t: jax.Array, cache: Cache,

@@ -157,6 +157,22 @@ def test_text_precedes_image_tokens_causally(batch):
     assert (np.abs(other[:, 4:] - base[:, 4:]).max(axis=(0, 2)) > 1e-6).all()
 
 
+def test_dropout_acts_in_the_loss_only(batch):
+    config = tiny_prior_config("class")
+    config.model.dropout = 0.3
+    model = build(config.model)
+    params = model.init(jax.random.key(1), batch)
+    plain, _ = _model("class")          # the same network without dropout
+    losses = [float(model.loss(params, batch, jax.random.key(k))[0]) for k in (0, 1)]
+    assert losses[0] != losses[1]
+    assert float(plain.loss(params, batch, jax.random.key(0))[0]) not in losses
+    # Evaluation and sampling see no dropout.
+    label = jnp.asarray(batch["label"])
+    codes = model.encode(params, batch["image"])
+    np.testing.assert_array_equal(model.logits(params, codes, None, label),
+                                  plain.logits(params, codes, None, label))
+
+
 def test_prompts_are_checked():
     class_model, class_params = _model("class")
     with pytest.raises(ValueError, match="takes no prompt"):

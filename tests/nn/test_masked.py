@@ -77,3 +77,25 @@ def test_transformer_cache_matches_full_forward():
     other = tokens.at[:, 4:].set((tokens[:, 4:] + 1) % 5)
     np.testing.assert_allclose(net.apply(params, other, label)[:, :5], full[:, :5], atol=1e-6)
     assert not np.allclose(net.apply(params, tokens, label[::-1]), full)
+
+
+def test_transformer_dropout_only_in_training_and_still_causal():
+    net = CausalTransformer(vocab_size=5, out_features=5, max_len=7, dim=16, num_layers=2,
+                            num_heads=2, dropout=0.5)
+    tokens = jax.random.randint(jax.random.key(0), (2, 7), 0, 5)
+    params = net.init(jax.random.key(1), tokens)
+    plain = net.apply(params, tokens)
+    # Off by default and in decoding: the cached step reproduces the plain forward.
+    out, _ = net.apply(params, tokens[:, 0], 0, net.init_cache(2),
+                       method=CausalTransformer.decode)
+    np.testing.assert_allclose(out, plain[:, 0], atol=1e-5)
+
+    def train(toks, key):
+        return net.apply(params, toks, None, True, rngs={"dropout": key})
+
+    dropped = train(tokens, jax.random.key(2))
+    assert not np.allclose(dropped, plain)
+    assert not np.allclose(train(tokens, jax.random.key(3)), dropped)
+    # Same dropout key: rows t <= 4 still ignore tokens 4.. (the masks are per position).
+    other = tokens.at[:, 4:].set((tokens[:, 4:] + 1) % 5)
+    np.testing.assert_allclose(train(other, jax.random.key(2))[:, :5], dropped[:, :5], atol=1e-6)
