@@ -43,6 +43,12 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
             train = _all_images(config.data.name, "train", data_dir)
             test = _all_images(config.data.name, split, data_dir)
             results["independent_pixel_bpd"] = independent_pixel_bpd(train, test, info.num_levels)
+    if hasattr(model, "split_metrics"):
+        # Family-specific measurements over the whole split (VQ-VAE reconstructions,
+        # the token prior's nats per code).
+        batches, _ = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
+                                num_epochs=1, drop_remainder=False, data_dir=data_dir)
+        results.update(model.split_metrics(params, batches))
     if ecfg.num_samples and config.data.name in DIGIT_DATASETS:
         results.update(digit_sample_metrics(
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,

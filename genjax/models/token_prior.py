@@ -228,6 +228,30 @@ class TokenPrior:
         seq = jnp.zeros((n, self.text_len + self.num_image_tokens), jnp.int32)
         return {"net": self.net.init(rng, seq, label), "vqvae": self._vq_params}
 
+    def code_nll(self, params, batch: dict) -> jax.Array:
+        """-log p(z_m | z_<m, c) per code [B, M] of a batch's images, condition kept (no
+        dropout, no condition dropped)."""
+        c = self.config
+        codes = self.encode(params, batch["image"])
+        text = cap.caption_tokens(c.captions, batch, self.text_len) if self.text else None
+        label = jnp.asarray(batch["label"], jnp.int32) if c.num_classes else None
+        log_p = jax.nn.log_softmax(self.logits(params, codes, text, label), axis=-1)
+        return -jnp.take_along_axis(log_p, codes[..., None], axis=-1)[..., 0]
+
+    def split_metrics(self, params, batches) -> dict:
+        """Over an iterable of batches (a whole split, for ``genjax eval``): the mean
+        ``nats_per_code`` and ``bits_per_code`` of the codes of its images given their
+        condition, and ``num_examples``. The uniform prior scores log K nats per code."""
+        nll = jax.jit(lambda p, b: jnp.sum(self.code_nll(p, b)))
+        total, count = 0.0, 0
+        keys = ("image", "label", "factors")
+        for batch in batches:
+            total += float(nll(params, {k: batch[k] for k in keys if k in batch}))
+            count += len(batch["image"])
+        nats = total / (count * self.num_image_tokens)
+        return {"nats_per_code": nats, "bits_per_code": nats / math.log(2.0),
+                "uniform_nats_per_code": math.log(self.num_codes), "num_examples": count}
+
     def loss(self, params, batch: dict, rng: jax.Array):
         """Mean -log p(z_m | z_<m, c) over codes and batch (nats per code); metrics ``loss``,
         ``bits_per_code`` and ``accuracy`` (argmax = the true code)."""

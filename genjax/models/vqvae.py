@@ -217,6 +217,8 @@ class VQVAE:
                 "perplexity": float(vq.codebook_perplexity(jnp.asarray(counts, jnp.float32))),
                 "num_examples": int(count // math.prod(self.config.image_shape))}
 
+    split_metrics = reconstruction_metrics    # what `genjax eval` reports
+
     @property
     def num_dims(self) -> int:
         return math.prod(self.config.image_shape)

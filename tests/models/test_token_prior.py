@@ -11,6 +11,7 @@ import pytest
 from genjax import data as gdata
 from genjax.configs import make_config
 from genjax.data import captions as cap
+from genjax.eval.report import evaluate_run
 from genjax.models import build
 from genjax.models.token_prior import pick_token, top_k_filter
 from genjax.train.trainer import load_run, train_and_evaluate
@@ -173,6 +174,19 @@ def test_dropout_acts_in_the_loss_only(batch):
                                   plain.logits(params, codes, None, label))
 
 
+def test_split_metrics_are_the_loss_without_dropping_the_condition(batch):
+    config = tiny_prior_config("class")
+    config.model.p_uncond = 0.0
+    model = build(config.model)
+    _, params = _model("class")
+    loss = float(model.loss(params, batch, jax.random.key(0))[0])
+    halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
+    metrics = model.split_metrics(params, halves)
+    np.testing.assert_allclose(metrics["nats_per_code"], loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["bits_per_code"] * np.log(2), loss, rtol=1e-5)
+    assert metrics["num_examples"] == 4 and metrics["uniform_nats_per_code"] == np.log(8)
+
+
 def test_prompts_are_checked():
     class_model, class_params = _model("class")
     with pytest.raises(ValueError, match="takes no prompt"):
@@ -197,6 +211,8 @@ def test_trains_with_a_frozen_vqvae_and_samples_from_a_prompt(trained_prior, bat
     jax.tree.map(np.testing.assert_array_equal, state.params["vqvae"], model._vq_params)
     loss, metrics = model.loss(state.params, batch, jax.random.key(0))
     assert np.isfinite(loss) and 0 <= metrics["accuracy"] <= 1
+    results = evaluate_run(config, model, state.ema_params)
+    assert results["num_examples"] == 297 and np.isfinite(results["nats_per_code"])
     _, loaded, loaded_state, _ = load_run(workdir)
     sample = jax.jit(functools.partial(loaded.sample, prompt="a handwritten three"),
                      static_argnums=2)
