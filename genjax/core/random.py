@@ -49,6 +49,16 @@ def batch_draw(sampler: Callable, key: jax.Array, shape: tuple[int, ...], *args,
     return jax.lax.dynamic_slice_in_dim(full, start, local, axis=0)
 
 
+def device_key(key: jax.Array) -> jax.Array:
+    """A key for draws that cannot go through :func:`batch_draw` (the dropout masks of a
+    Flax module): inside :func:`data_parallel_axis`, ``key`` folded with this device's
+    index, so that devices draw independent masks (not the single-device ones); outside,
+    ``key`` itself."""
+    if not _AXES:
+        return key
+    return jax.random.fold_in(key, jax.lax.axis_index(_AXES[-1][0]))
+
+
 def init_key(key: jax.Array) -> jax.Array:
     """An ``rbg`` key derived from ``key`` for parameter initialisation.
 

@@ -59,7 +59,7 @@ import jax.numpy as jnp
 
 from genjax.core import likelihoods as lk
 from genjax.core import quantize as vq_math
-from genjax.core.random import batch_draw
+from genjax.core.random import batch_draw, device_key
 from genjax.data import captions as cap
 from genjax.nn.transformer import CausalTransformer
 
@@ -268,7 +268,7 @@ class TokenPrior:
                 text = jnp.where(drop[:, None], null_text, text)
             else:
                 label = jnp.where(drop, null_label, label)
-        dropout_rng = dropout_rng if c.dropout > 0 else None
+        dropout_rng = device_key(dropout_rng) if c.dropout > 0 else None
         log_p = jax.nn.log_softmax(self.logits(params, codes, text, label, dropout_rng), axis=-1)
         nll = -jnp.take_along_axis(log_p, codes[..., None], axis=-1)[..., 0]
         loss = jnp.mean(nll)
