@@ -1,6 +1,8 @@
 """Class-conditional token prior on the 16x16 digits: a causal transformer over the 4x4
 grid of codes of the VQ-VAE of configs/vqvae_digits.py (a small DALL-E with a class
 instead of a caption), classifier-free guidance by dropping the class 10% of the time.
+Dropout 0.3: the 1,500 training digits are 24k codes, and without it this transformer
+overfits within 300 steps (held-out nats per code rise from 3.07 to 6.12 by step 3000).
 
 The VQ-VAE is trained first; ``vqvae_workdir`` names its workdir, relative to where
 the command runs:
@@ -27,6 +29,7 @@ def get_config():
             num_layers=4,
             num_heads=4,
             p_uncond=0.1,
+            dropout=0.3,
         ),
         training=dict(batch_size=64, num_steps=3000, log_every=100, checkpoint_every=1000,
                       sample_every=1000, num_sample_images=100, ema_decay=0.999),
