@@ -20,7 +20,7 @@ class TrainConfig:
     checkpoint_every: int = 500     # steps between 'latest' checkpoints (and at the end)
     snapshot_every: int = 0         # steps between kept snapshots (0 = none)
     sample_every: int = 0           # steps between PNG sample grids (0 = only at the end)
-    num_sample_images: int = 64     # images in a sample grid
+    num_sample_images: int = 64     # images in a sample grid (0: no grids)
     ema_decay: float = 0.999        # EMA decay d; step s uses min(d, (1 + s) / (10 + s))
     parallel: str = "none"          # none | mesh (jit + NamedSharding) | pmap
     progress: bool = True           # tqdm progress bar

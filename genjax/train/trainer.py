@@ -187,7 +187,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                 flush()
             if step % tcfg.checkpoint_every == 0 or step == tcfg.num_steps:
                 save(snapshot=bool(tcfg.snapshot_every) and step % tcfg.snapshot_every == 0)
-            if (tcfg.sample_every and step % tcfg.sample_every == 0) or step == tcfg.num_steps:
+            if tcfg.num_sample_images and ((tcfg.sample_every and step % tcfg.sample_every == 0)
+                                           or step == tcfg.num_steps):
                 write_samples()
     except KeyboardInterrupt:
         if last_saved != step:
