@@ -2,6 +2,7 @@
 
     python -m genjax.eval.conditioning --workdir runs/token_prior_digits [--guidance 0,1,3]
     python -m genjax.eval.conditioning --workdir runs/text2img_shapes [--per_condition 20]
+        [--temperature 0.7]
 
 For every condition c a model is asked for ``per_condition`` samples x ~ p(x | c),
 and a classifier trained on real data reads them back; the accuracy is the
@@ -136,12 +137,12 @@ def _kind(model) -> tuple[str, str]:
 
 
 def conditioning_accuracy(model, params, rng, guidance_scales=(0.0,), per_condition: int = 50,
-                          classifier=None) -> dict:
+                          classifier=None, **sample_kwargs) -> dict:
     """Accuracy of ``model``'s samples for every condition, per guidance weight (module
     docstring): ``{"w=0": {...}, "w=1": ...}`` plus the chance levels (and, for shapes, the
     classifier's accuracy on real test images). One compile serves every weight.
     ``classifier``: for shapes, the pair :func:`shape_classifier` returns (default: its
-    default fit)."""
+    default fit). ``sample_kwargs`` (e.g. ``temperature``) go to ``model.sample``."""
     conditioning, reader = _kind(model)
     if reader == "digits":
         labels = np.repeat(np.arange(10), per_condition)
@@ -156,9 +157,10 @@ def conditioning_accuracy(model, params, rng, guidance_scales=(0.0,), per_condit
         out = {"chance": {"shape": 1 / 3, "size": 1 / 2, "position": 1 / 4, "all": 1 / 24},
                "classifier_accuracy_on_real": real}
     if "guidance_scale" in inspect.signature(model.sample).parameters:
-        sample = jax.jit(lambda p, key, c, w: model.sample(p, key, len(c), c, guidance_scale=w))
+        sample = jax.jit(lambda p, key, c, w: model.sample(p, key, len(c), c, guidance_scale=w,
+                                                           **sample_kwargs))
     elif all(w == 0 for w in guidance_scales):
-        sample = jax.jit(lambda p, key, c, w: model.sample(p, key, len(c), c))
+        sample = jax.jit(lambda p, key, c, w: model.sample(p, key, len(c), c, **sample_kwargs))
     else:
         raise ValueError("this model's sampler takes no guidance_scale: use --guidance 0")
     for w in guidance_scales:
@@ -184,13 +186,16 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", default="0,1,3", help="comma-separated weights w")
     parser.add_argument("--per_condition", type=int, default=None,
                         help="samples per condition (default: 50 digits, 20 shapes)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature (default: the model's)")
     parser.add_argument("--step", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     _, model, state, _ = load_run(args.workdir, args.step)
     per = args.per_condition or (50 if _kind(model)[1] == "digits" else 20)
+    kwargs = {} if args.temperature is None else {"temperature": args.temperature}
     result = conditioning_accuracy(model, state.ema_params, jax.random.key(args.seed),
-                                   [float(w) for w in args.guidance.split(",")], per)
+                                   [float(w) for w in args.guidance.split(",")], per, **kwargs)
     result = {"workdir": args.workdir, "step": int(state.step), **result}
     print(json.dumps(result, indent=1))
 

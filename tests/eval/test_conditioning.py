@@ -87,3 +87,8 @@ def test_digit_class_accuracy_of_a_sampler_of_real_digits():
         ca.conditioning_accuracy(model, None, None, (1.0,), per_condition=3)
     unguided = ca.conditioning_accuracy(model, None, None, (0.0,), per_condition=3)
     assert unguided["w=0"]["class_accuracy"] == 1.0
+    # Extra keyword arguments reach the sampler (here a temperature below 1 shifts the class).
+    model.sample = lambda params, rng, n, cond, temperature=1.0: table[
+        (cond + int(temperature < 1)) % 10]
+    shifted = ca.conditioning_accuracy(model, None, None, per_condition=3, temperature=0.5)
+    assert shifted["w=0"]["class_accuracy"] == 0.0
