@@ -47,7 +47,7 @@ import numpy as np
 
 from genjax.core import likelihoods as lk
 from genjax.core.masks import made_masks
-from genjax.core.random import init_key
+from genjax.core.random import device_key, init_key
 from genjax.nn.masked import (FVSBNNetwork, GatedPixelCNN, MADENetwork, NADENetwork, PixelCNN,
                               WaveNet)
 from genjax.nn.transformer import CausalTransformer
@@ -127,6 +127,7 @@ class TransformerConfig(AutoregressiveConfig):
     dim: int = 128
     num_layers: int = 4
     num_heads: int = 4
+    dropout: float = 0.0            # transformer dropout in training (the loss only)
     _conditional = True
 
 
@@ -451,10 +452,20 @@ class PixelTransformer(_Sequence):
         super().__init__(config)
         c = config
         self.net = CausalTransformer(c.num_levels, self.num_params, self.num_dims, c.dim,
-                                     c.num_layers, c.num_heads, c.num_classes)
+                                     c.num_layers, c.num_heads, c.num_classes,
+                                     dropout=c.dropout)
 
     def _cond(self, label):
         return () if label is None else (label,)
+
+    def _nll(self, params, batch, rng):
+        """-log p(x) with dropout on (training); ``log_prob`` stays exact and deterministic."""
+        if not self.config.dropout:
+            return super()._nll(params, batch, rng)
+        levels = jnp.asarray(batch["image"])
+        out = self.net.apply(params["net"], self._inputs(levels.astype(jnp.int32)),
+                             self._label(batch), True, rngs={"dropout": device_key(rng)})
+        return -jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
 
     def _sample_loop(self, params, rng, units, known, label, *, use_cache: bool = True):
         """One decode step per position from the key/value cache (known units are fed in

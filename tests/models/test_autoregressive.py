@@ -112,6 +112,18 @@ def test_kv_cache_sampler_equals_recompute():
     assert len(np.unique(np.asarray(a).reshape(8, -1), axis=0)) > 1
 
 
+def test_transformer_dropout_acts_in_the_loss_only():
+    shape = (2, 2, 1)
+    model = build("pixel_transformer", shape, 4, num_classes=2, dropout=0.5)
+    plain = build("pixel_transformer", shape, 4, num_classes=2)
+    batch = {"image": np.array([[[[1], [2]], [[3], [0]]]] * 2, np.uint8),
+             "label": np.array([0, 1], np.int32)}
+    params = _perturb(model.init(jax.random.key(0), batch), jax.random.key(1))
+    losses = [float(model.loss(params, batch, jax.random.key(k))[0]) for k in (2, 3)]
+    assert losses[0] != losses[1] and float(plain.loss(params, batch, None)[0]) not in losses
+    np.testing.assert_array_equal(model.log_prob(params, batch), plain.log_prob(params, batch))
+
+
 def test_conditioning_changes_the_distribution():
     model = build("gated_pixelcnn", (2, 2, 1), 2, num_classes=3)
     params = _init(model, (2, 2, 1), label=0)
