@@ -10,21 +10,32 @@ the command runs:
     genjax train --config configs/vqvae_digits.py --workdir runs/vqvae_digits     # first
     genjax train --config configs/token_prior_digits.py --workdir runs/token_prior_digits
     genjax sample --workdir runs/token_prior_digits --cond 3
+
+The config argument ``text`` conditions on captions instead ("a handwritten three",
+genjax/data/captions.py: 3 word tokens before the 16 codes):
+
+    genjax train --config configs/token_prior_digits.py:text --workdir runs/token_prior_digits_text
+    genjax sample --workdir runs/token_prior_digits_text --prompt "a handwritten three"
 """
 
 from genjax.configs import make_config
 
 
-def get_config():
+def get_config(conditioning: str = "class"):
+    if conditioning not in ("class", "text"):
+        raise ValueError(f"token_prior_digits takes 'class' or 'text', got {conditioning!r}")
+    text = conditioning == "text"
     return make_config(
         "token_prior",
         "digits16",
         model_kwargs=dict(
             image_shape=(16, 16, 1),
             num_levels=256,
-            num_classes=10,
+            num_classes=0 if text else 10,
             vqvae_workdir="runs/vqvae_digits",
-            conditioning="class",
+            conditioning=conditioning,
+            captions="digits",
+            text_len=3,
             dim=128,
             num_layers=4,
             num_heads=4,

@@ -43,6 +43,17 @@ def test_config_builds_and_matches_its_data(path, trained_tiny):
     check_data_matches_model(model, info)
 
 
+def test_token_prior_digits_takes_text_conditioning():
+    config = load_sibling(os.path.join(ROOT, "configs", "x.py"), "token_prior_digits", "text")
+    assert config.model.conditioning == "text" and config.model.num_classes == 0
+    config.model.vqvae_workdir = trained_vqvae_for("digits16", (16, 16, 1), 256)
+    model = models.build(config.model)
+    text, _ = model.condition(2, prompt="a handwritten three")
+    assert model.text_len == 3 and text.shape == (2, 3)
+    with pytest.raises(ValueError, match="'class' or 'text'"):
+        load_sibling(os.path.join(ROOT, "configs", "x.py"), "token_prior_digits", "none")
+
+
 AUTOREGRESSIVE = ["fvsbn", "nade", "made", "pixelcnn", "gated_pixelcnn", "wavenet",
                   "pixel_transformer"]
 
