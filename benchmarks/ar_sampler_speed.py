@@ -12,12 +12,12 @@ not depend on training). Prints one JSON line: seconds per sampling call and the
 from __future__ import annotations
 
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
+from timing import best_seconds
 
 from genjax.models import build
 from genjax.models.autoregressive import PixelTransformer
@@ -30,13 +30,7 @@ FLAGS = flags.FLAGS
 
 
 def _best(fn, *args) -> float:
-    jax.block_until_ready(fn(*args))                       # compile + warm up
-    times = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_seconds(fn, *args, repeats=FLAGS.repeats)
 
 
 def main(_):

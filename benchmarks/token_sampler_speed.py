@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
+from timing import best_seconds
 
 from genjax.models import build
 
@@ -36,13 +36,7 @@ FLAGS = flags.FLAGS
 
 
 def _best(fn, *args) -> float:
-    jax.block_until_ready(fn(*args))                       # compile + warm up
-    times = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_seconds(fn, *args, repeats=FLAGS.repeats)
 
 
 def main(_):

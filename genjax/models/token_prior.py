@@ -232,14 +232,22 @@ class TokenPrior:
         seq = jnp.zeros((n, self.text_len + self.num_image_tokens), jnp.int32)
         return {"net": self.net.init(rng, seq, label), "vqvae": self._vq_params}
 
+    def _batch_condition(self, batch: dict):
+        """(text [B, L] or None, label [B] or None): the condition of each example."""
+        c = self.config
+        text = cap.caption_tokens(c.captions, batch, self.text_len) if self.text else None
+        label = jnp.asarray(batch["label"], jnp.int32) if c.num_classes else None
+        return text, label
+
+    def _code_log_probs(self, params, codes, text, label, dropout_rng=None) -> jax.Array:
+        """log p(k | z_<m, c) [B, M, K] for codes [B, M]."""
+        return jax.nn.log_softmax(self.logits(params, codes, text, label, dropout_rng), axis=-1)
+
     def code_nll(self, params, batch: dict) -> jax.Array:
         """-log p(z_m | z_<m, c) per code [B, M] of a batch's images, condition kept (no
         dropout, no condition dropped)."""
-        c = self.config
         codes = self.encode(params, batch["image"])
-        text = cap.caption_tokens(c.captions, batch, self.text_len) if self.text else None
-        label = jnp.asarray(batch["label"], jnp.int32) if c.num_classes else None
-        log_p = jax.nn.log_softmax(self.logits(params, codes, text, label), axis=-1)
+        log_p = self._code_log_probs(params, codes, *self._batch_condition(batch))
         return -jnp.take_along_axis(log_p, codes[..., None], axis=-1)[..., 0]
 
     def split_metrics(self, params, batches) -> dict:
@@ -262,8 +270,7 @@ class TokenPrior:
         c = self.config
         codes = self.encode(params, batch["image"])
         n = codes.shape[0]
-        text = cap.caption_tokens(c.captions, batch, self.text_len) if self.text else None
-        label = jnp.asarray(batch["label"], jnp.int32) if c.num_classes else None
+        text, label = self._batch_condition(batch)
         drop_key, dropout_rng = jax.random.split(rng)
         if c.p_uncond > 0 and c.conditioning != "none":
             drop = batch_draw(jax.random.uniform, drop_key, (n,)) < c.p_uncond
@@ -273,7 +280,7 @@ class TokenPrior:
             else:
                 label = jnp.where(drop, null_label, label)
         dropout_rng = device_key(dropout_rng) if c.dropout > 0 else None
-        log_p = jax.nn.log_softmax(self.logits(params, codes, text, label, dropout_rng), axis=-1)
+        log_p = self._code_log_probs(params, codes, text, label, dropout_rng)
         nll = -jnp.take_along_axis(log_p, codes[..., None], axis=-1)[..., 0]
         loss = jnp.mean(nll)
         accuracy = jnp.mean(jnp.argmax(log_p, axis=-1) == codes)
