@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import logging
 import os
@@ -29,7 +28,9 @@ flags.DEFINE_integer("num", 64, "Number of samples (sample).")
 flags.DEFINE_string("out", None, "Output file: the PNG of `sample` (default: "
                     "WORKDIR/samples/sample.png); the JSON of `eval --real/--fake` (default: "
                     "eval.json).")
-flags.DEFINE_integer("cond", None, "Class label for conditional models (sample).")
+flags.DEFINE_integer("cond", None, "Class label 0..K-1 of a class-conditional model (sample). "
+                     "Without it a conditional model samples every condition in turn: "
+                     "classes 0, 1, ..., K-1, 0, ..., or its dataset's captions in turn.")
 flags.DEFINE_string("prompt", None, "Caption for text-conditioned models (sample), e.g. "
                     "\"a handwritten three\".")
 flags.DEFINE_float("temperature", None, "Sampling temperature of models that take one (sample: "
@@ -71,18 +72,27 @@ def _sample() -> None:
     from genjax.train.images import save_samples
     from genjax.train.trainer import load_run
 
+    from genjax.core.conditioning import check_labels
+
     config, model, state, info = load_run(FLAGS.workdir, FLAGS.step)
+    caps = model.capabilities
     cond = None
     if FLAGS.cond is not None:
+        if caps.conditioning != "class":
+            what = "unconditional" if caps.conditioning == "none" else "text-conditioned"
+            hint = " (give --prompt)" if caps.conditioning == "text" else ""
+            raise ValueError(f"--cond: model {config.model.name!r} is {what} and takes no "
+                             f"class label{hint}")
+        check_labels(FLAGS.cond, caps.num_classes, where="--cond")
         cond = np.full((FLAGS.num,), FLAGS.cond, np.int32)
     # Flags passed on to model.sample as keyword arguments, where given.
-    kwargs, accepted = {}, inspect.signature(model.sample).parameters
+    kwargs = {}
     for flag, name in (("prompt", "prompt"), ("temperature", "temperature"), ("top_k", "top_k"),
                        ("guidance", "guidance_scale")):
         value = getattr(FLAGS, flag)
         if value is None:
             continue
-        if name not in accepted:
+        if name not in caps.sample_options:
             raise ValueError(f"model {config.model.name!r} does not take --{flag}")
         kwargs[name] = value
     sample = functools.partial(model.sample, **kwargs)

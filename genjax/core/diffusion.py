@@ -50,9 +50,9 @@ __all__ = [
     "ddim_reverse_step",
     "ddim_step",
     "ddim_timesteps",
+    "ddim_timestep",
     "ddpm_step",
     "extract",
-    "guided_eps",
     "linear_beta_schedule",
     "make_schedule",
     "model_output_to_x0_eps",
@@ -531,23 +531,18 @@ def ddim_timesteps(num_train_steps: int, num_sample_steps: int) -> tuple[jax.Arr
     if not 1 <= num_sample_steps <= num_train_steps:
         raise ValueError(f"need 1 <= num_sample_steps ({num_sample_steps}) <= "
                          f"num_train_steps ({num_train_steps})")
-    i = jnp.arange(num_sample_steps, dtype=jnp.int32)
-    ts = num_train_steps - 1 - (i * num_train_steps) // num_sample_steps
-    ts_prev = jnp.append(ts[1:], -1).astype(jnp.int32)
-    return ts, ts_prev
+    ts = ddim_timestep(jnp.arange(num_sample_steps + 1, dtype=jnp.int32), num_train_steps,
+                       num_sample_steps)
+    return ts[:-1], ts[1:]
 
 
-def guided_eps(eps_cond: jax.Array, eps_uncond: jax.Array, w: ArrayLike) -> jax.Array:
-    """Classifier-free guidance (Ho & Salimans, 2022)::
-
-        eps = (1 + w) eps_theta(x_t, t, y) - w eps_theta(x_t, t, null)
-
-    Convention: ``w = 0`` is the conditional model, ``w = -1`` the unconditional one and
-    ``w > 0`` extrapolates away from the unconditional prediction. In the other common
-    convention (e.g. Stable Diffusion's ``guidance_scale``) the scale is ``s = 1 + w``.
-    Exact at ``w = 0`` and ``w = -1``. ``w`` a float or ``[B, 1, ..., 1]``; may be traced.
-    """
-    return (1.0 + w) * eps_cond - w * eps_uncond
+def ddim_timestep(i: ArrayLike, num_train_steps: int, num_sample_steps: ArrayLike) -> jax.Array:
+    """The i-th timestep of :func:`ddim_timesteps`, ``T - 1 - floor(i T / K)``, or -1 (the
+    data) for ``i >= K``. ``i`` and ``K`` may be traced (a sampler loop whose number of
+    steps changes between calls without recompiling)."""
+    i = jnp.asarray(i, jnp.int32)
+    t = num_train_steps - 1 - (i * num_train_steps) // num_sample_steps
+    return jnp.where(i < num_sample_steps, t, -1).astype(jnp.int32)
 
 
 # --------------------------------------------------------------------------------------

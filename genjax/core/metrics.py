@@ -21,7 +21,16 @@ the precision. Features come from a feature network (``genjax.eval``).
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+def psnr_from_mse(mse, peak):
+    """Peak signal-to-noise ratio in dB, 10 log10(peak^2 / MSE): numpy in float64 for
+    numbers and numpy arrays, jax (traceable) for jax arrays."""
+    xp = jnp if isinstance(mse, jax.Array) else np
+    return 10.0 * xp.log10(peak ** 2 / mse)
 
 
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:

@@ -43,13 +43,33 @@ SCALE_THRESHOLD = 0.75   # scale < 0.75 is "small"
 CAPTION_LENGTHS = {"digits": 3, "shapes": 7}
 
 
-def tokenize(strings: str | Sequence[str], max_len: int) -> np.ndarray:
+def all_captions(scheme: str) -> tuple[str, ...]:
+    """Every caption of ``scheme`` in a fixed order: the 10 digits ("a handwritten zero",
+    ...), or the 24 shapes (shape, then size, vertical and horizontal position)."""
+    if scheme == "digits":
+        return tuple(f"a handwritten {d}" for d in DIGIT_NAMES)
+    if scheme == "shapes":
+        return tuple(f"a {z} {s} in the {v} {h}" for s in SHAPE_NAMES for z in SIZE_NAMES
+                     for v in VERTICAL_NAMES for h in HORIZONTAL_NAMES)
+    raise ValueError(f"unknown caption scheme {scheme!r}; choose 'digits' or 'shapes'")
+
+
+def scheme_words(scheme: str) -> frozenset[str]:
+    """The words of the captions of ``scheme``."""
+    return frozenset(w for caption in all_captions(scheme) for w in caption.split())
+
+
+def tokenize(strings: str | Sequence[str], max_len: int, *,
+             scheme: str | None = None) -> np.ndarray:
     """Strings (or one string) -> int32 [B, max_len], padded with ``PAD_ID`` on the right.
 
     Words are split on whitespace and lower-cased. Raises ``ValueError`` for a word
-    outside :data:`VOCAB` (naming it) or a string of more than ``max_len`` words."""
+    outside :data:`VOCAB` (naming it), or, given ``scheme``, outside the words of that
+    scheme's captions (a digits model has never seen "heart"), or a string of more than
+    ``max_len`` words."""
     if isinstance(strings, str):
         strings = [strings]
+    allowed = scheme_words(scheme) if scheme is not None else None
     out = np.full((len(strings), max_len), PAD_ID, np.int32)
     for i, text in enumerate(strings):
         words = text.lower().split()
@@ -59,6 +79,10 @@ def tokenize(strings: str | Sequence[str], max_len: int) -> np.ndarray:
             if word not in WORD_TO_ID:
                 raise ValueError(f"unknown word {word!r} in {text!r}; the vocabulary is "
                                  f"{sorted(VOCAB[1:])}")
+            if allowed is not None and word not in allowed:
+                raise ValueError(f"the word {word!r} in {text!r} is not in the {scheme!r} "
+                                 f"captions this model was trained on; their words are "
+                                 f"{sorted(allowed)}")
             out[i, j] = WORD_TO_ID[word]
     return out
 

@@ -23,7 +23,6 @@ takes labels [n] (class) or caption tokens [n, L] (text) as ``cond``.
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import json
 
@@ -126,11 +125,11 @@ def shape_prompt_accuracy(images, attrs: dict[str, np.ndarray], classifier) -> d
 
 def _kind(model) -> tuple[str, str]:
     """(conditioning, what reads it): ("class" | "text", "digits" | "shapes")."""
-    config = model.config
-    conditioning = getattr(config, "conditioning", "class" if config.num_classes else "none")
+    caps = model.capabilities
+    conditioning = caps.conditioning
     if conditioning == "text":
-        return "text", config.captions
-    if conditioning == "class" and config.num_classes == 10:
+        return "text", model.config.captions
+    if conditioning == "class" and caps.num_classes == 10:
         return "class", "digits"
     raise ValueError("conditioning accuracy needs a class-conditional digits model or a "
                      f"captioned (text) model; this one is conditioned on {conditioning!r}")
@@ -156,7 +155,7 @@ def conditioning_accuracy(model, params, rng, guidance_scales=(0.0,), per_condit
         classifier, real = classifier or shape_classifier()
         out = {"chance": {"shape": 1 / 3, "size": 1 / 2, "position": 1 / 4, "all": 1 / 24},
                "classifier_accuracy_on_real": real}
-    if "guidance_scale" in inspect.signature(model.sample).parameters:
+    if "guidance_scale" in model.capabilities.sample_options:
         sample = jax.jit(lambda p, key, c, w: model.sample(p, key, len(c), c, guidance_scale=w,
                                                            **sample_kwargs))
     elif all(w == 0 for w in guidance_scales):

@@ -28,7 +28,8 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
     results = {"dataset": config.data.name, "split": split, "model": config.model.name}
     batches, info = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
                                num_epochs=1, drop_remainder=False, data_dir=data_dir)
-    if getattr(model, "log_prob", None) is not None:
+    caps = model.capabilities
+    if caps.has_likelihood:
         kwargs = {"num_samples": ecfg.iwae_samples} if ecfg.iwae_samples else {}
         nll = nll_on_split(model, params, batches, jax.random.key(seed),
                            max_examples=ecfg.num_examples, **kwargs)
@@ -36,14 +37,14 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
         results["num_examples"] = int(len(nll))
         results["nll_nats"] = float(nll.mean())
         results["bits_per_dim"] = float(nll.mean() / (num_dims * math.log(2.0)))
-        results["bits_per_dim_is"] = getattr(model, "log_prob_kind", "exact")
-        if hasattr(getattr(model, "config", None), "iwae_samples"):
+        results["bits_per_dim_is"] = caps.likelihood_kind
+        if caps.likelihood_kind == "IWAE lower bound":
             results["iwae_samples"] = ecfg.iwae_samples or model.config.iwae_samples
         if info.kind == "image" and info.num_levels:
             train = _all_images(config.data.name, "train", data_dir)
             test = _all_images(config.data.name, split, data_dir)
             results["independent_pixel_bpd"] = independent_pixel_bpd(train, test, info.num_levels)
-    if hasattr(model, "split_metrics"):
+    if caps.split_metrics:
         # Family-specific measurements over the whole split (VQ-VAE reconstructions,
         # the token prior's nats per code).
         batches, _ = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
@@ -53,7 +54,7 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
         results.update(digit_sample_metrics(
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,
             ecfg.num_samples, ecfg.sample_batch_size,
-            getattr(getattr(model, "config", None), "num_classes", 0), data_dir))
+            caps.num_classes, data_dir))
     return results
 
 

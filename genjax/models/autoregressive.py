@@ -45,11 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.masks import made_masks
 from genjax.core.random import device_key, init_key
 from genjax.nn.masked import (FVSBNNetwork, GatedPixelCNN, MADENetwork, NADENetwork, PixelCNN,
                               WaveNet)
+from genjax.models.protocol import Capabilities
 from genjax.nn.transformer import CausalTransformer
 
 _OUTPUTS = ("auto", "categorical", "mixture")
@@ -141,9 +143,11 @@ class _Autoregressive:
     on units before u.
     """
 
-    log_prob_kind = "exact"
-
     def __init__(self, config: AutoregressiveConfig):
+        self.capabilities = Capabilities(
+            likelihood="exact", likelihood_kind="exact",
+            conditioning="class" if config.num_classes else "none",
+            num_classes=config.num_classes)
         self.config = c = config
         h, w, ch = c.image_shape
         self.num_dims = h * w * ch
@@ -173,15 +177,16 @@ class _Autoregressive:
         return {"net": self._init_net(init_key(rng), self._inputs(levels), self._label(batch))}
 
     def _label(self, batch_or_cond, n: int | None = None):
-        if not self.config.num_classes:
-            return None
-        y = batch_or_cond.get("label") if isinstance(batch_or_cond, dict) else batch_or_cond
-        if y is None and n is not None:      # sampling without cond: classes 0, 1, ... in turn
-            return jnp.arange(n, dtype=jnp.int32) % self.config.num_classes
-        if y is None:
-            raise ValueError("this model is class-conditional: batches need 'label'")
-        y = jnp.asarray(y, jnp.int32)
-        return jnp.broadcast_to(y, (n,)) if n is not None else y
+        """int32 labels of a class-conditional model, else None: a batch's ``label``
+        (``n`` None), or the ``cond`` of n samples (None: the classes in turn,
+        :mod:`genjax.core.conditioning`)."""
+        if isinstance(batch_or_cond, dict):
+            if not self.config.num_classes:
+                return None
+            if "label" not in batch_or_cond:
+                raise ValueError("this model is class-conditional: batches need 'label'")
+            return jnp.asarray(batch_or_cond["label"], jnp.int32)
+        return cnd.class_labels(batch_or_cond, n, self.config.num_classes)
 
     def _units(self, levels: jax.Array) -> jax.Array:
         """uint8 [B, H, W, C] -> int32 [B, U, unit_size]."""

@@ -31,8 +31,12 @@ bound on the negative log-likelihood of the discrete data, not the exact value.
 
 Latent diffusion (``autoencoder_workdir``): the same process on the posterior
 means mu_phi(x) of a trained VAE (genjax.models.vae), whose parameters are
-loaded at ``init``, kept in ``params["autoencoder"]`` and never trained
-(stop_gradient); samples are decoded by the VAE decoder.
+loaded when the model is built, kept in ``params["autoencoder"]``, the frozen
+parameter group (no gradient, no optimizer moments; see
+:class:`~genjax.models.protocol.UpdateRule`); samples are decoded by the VAE decoder.
+
+Conditioning follows :mod:`genjax.core.conditioning`: without ``cond`` a class-
+conditional model samples the classes in turn.
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from genjax.core import conditioning as cnd
 from genjax.core import diffusion as dm
 from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
+from genjax.models.protocol import DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule
 from genjax.nn.unet import MLPScoreNet, UNet
 
 _SCHEDULES = {"linear": dm.linear_beta_schedule, "cosine": dm.cosine_beta_schedule,
@@ -98,19 +104,17 @@ class DDPM:
     ``params``: ``{"net": ...}`` plus ``{"autoencoder": ...}`` for latent diffusion.
     """
 
-    log_prob_kind = "variational bound"
-
     def __init__(self, config: DDPMConfig):
         self.config = c = config
         self.schedule = _SCHEDULES[c.schedule](c.num_timesteps)
         self.latent = bool(c.autoencoder_workdir)
         self.autoencoder = None
         if self.latent:
-            from genjax import models
-            from genjax.models.pretrained import load_ema_params
+            from genjax.models.pretrained import load_pretrained
 
-            ae_config, self._ae_params = load_ema_params(c.autoencoder_workdir)
-            self.autoencoder = models.build(ae_config)
+            self.autoencoder, self._ae_params = load_pretrained(
+                c.autoencoder_workdir, kind="vae", image_shape=c.image_shape,
+                role="config.model.autoencoder_workdir")
             self.x_shape = (self.autoencoder.config.latent_dim,)
         else:
             self.x_shape = tuple(c.image_shape)
@@ -125,8 +129,16 @@ class DDPM:
                                    num_blocks=c.mlp_blocks, num_classes=c.num_classes)
         self.is_image = len(self.x_shape) == 3 and not self.latent
         self.null_class = c.num_classes
-        if not self.is_image:  # log_prob needs discrete image data
-            self.log_prob = None
+        self.capabilities = Capabilities(
+            likelihood="bound" if self.is_image else "none",   # the bound needs discrete data
+            likelihood_kind="variational bound" if self.is_image else "",
+            conditioning="class" if c.num_classes else "none", num_classes=c.num_classes,
+            param_groups=self.latent, sample_options=("guidance_scale",))
+
+    def update_rule(self) -> UpdateRule:
+        """Latent diffusion: the denoiser is trained, the autoencoder is frozen."""
+        return UpdateRule(groups={DEFAULT_GROUP: None, FROZEN: ("autoencoder",)},
+                          phases=(Phase(DEFAULT_GROUP, self.loss),))
 
     # ----------------------------------------------------------------- data
     def to_x0(self, params, batch: dict) -> jax.Array:
@@ -147,15 +159,13 @@ class DDPM:
             return lk.from_symmetric(x0, self.config.num_levels)
         return x0
 
-    def _labels(self, batch_or_labels, batch_size: int):
+    def _labels(self, batch: dict):
+        """The labels of a batch (class-conditional models), else None."""
         if not self.config.num_classes:
             return None
-        labels = batch_or_labels
-        if isinstance(batch_or_labels, dict):
-            labels = batch_or_labels.get("label")
-        if labels is None:
-            return jnp.full((batch_size,), self.null_class, jnp.int32)
-        return jnp.broadcast_to(jnp.asarray(labels, jnp.int32), (batch_size,))
+        if "label" not in batch:
+            raise ValueError("this model is class-conditional: batches need 'label'")
+        return jnp.asarray(batch["label"], jnp.int32)
 
     def _apply(self, params, x_t, t, y, *, train=False, rng=None):
         rngs = {"dropout": rng} if train and rng is not None else None
@@ -165,7 +175,7 @@ class DDPM:
     def init(self, rng: jax.Array, batch: dict) -> dict:
         n = batch[self.config.data_key].shape[0]
         x = jnp.zeros((n,) + self.x_shape)
-        y = self._labels(batch, n)
+        y = self._labels(batch)
         params = {"net": self.net.init(rng, x, jnp.zeros((n,), jnp.int32), y)}
         if self.latent:
             params["autoencoder"] = self._ae_params
@@ -180,10 +190,9 @@ class DDPM:
         t = batch_draw(jax.random.randint, k_t, (n,), 0, c.num_timesteps)
         eps = batch_draw(jax.random.normal, k_eps, x0.shape)
         x_t = dm.q_sample(self.schedule, x0, t, eps)
-        y = self._labels(batch, n)
+        y = self._labels(batch)
         if y is not None and c.label_dropout > 0:
-            drop = batch_draw(jax.random.uniform, k_y, (n,)) < c.label_dropout
-            y = jnp.where(drop, self.null_class, y)
+            y = cnd.drop_condition(k_y, y, self.null_class, c.label_dropout)
         out = self._apply(params, x_t, t, y, train=True, rng=k_drop)
         target = {"eps": eps, "x0": x0, "v": None}[c.target]
         if c.target == "v":
@@ -206,7 +215,7 @@ class DDPM:
                 self.schedule, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]), both,
                 c.target)
             eps_c, eps_u = jnp.split(eps_both, 2)
-            eps = dm.guided_eps(eps_c, eps_u, w)
+            eps = cnd.guided(eps_c, eps_u, w)
             x0 = dm.predict_x0_from_eps(self.schedule, x_t, t, eps)
         if c.clip_x0 and self.is_image:
             x0 = jnp.clip(x0, -1.0, 1.0)
@@ -223,9 +232,7 @@ class DDPM:
         steps = T if ddpm else num_steps
 
         def timestep(i):
-            # "Trailing" spacing (as dm.ddim_timesteps): T-1, ..., so the first step
-            # starts from pure noise; t = -1 stands for the data.
-            return jnp.where(i < steps, T - 1 - (i * T) // steps, -1).astype(jnp.int32)
+            return dm.ddim_timestep(i, T, steps)
 
         def body(i, x):
             key = jax.random.fold_in(rng, i)
@@ -258,15 +265,15 @@ class DDPM:
                guidance_scale=None):
         """x_T ~ N(0, I), then the reverse chain: uint8 images [N, H, W, C] (points: float [N, D]).
 
-        ``cond``: labels [N] (or an int) for a class-conditional model; None samples
-        the unconditional (null-class) model. ``num_steps`` (DDIM), ``eta`` and
+        ``cond``: labels [N] (or an int) for a class-conditional model; None: the
+        classes in turn (:mod:`genjax.core.conditioning`). ``num_steps`` (DDIM), ``eta`` and
         ``guidance_scale`` default to the config and may change between jitted calls
         without recompiling.
         """
         num_steps, eta, w = self._defaults(num_steps, eta, guidance_scale)
         k_x, k_chain = jax.random.split(rng)
         x_T = jax.random.normal(k_x, (num_samples,) + self.x_shape)
-        y = None if cond is None else self._labels(cond, num_samples)
+        y = cnd.class_labels(cond, num_samples, self.config.num_classes)
         x0 = self._reverse(params, k_chain, x_T, y, num_steps=num_steps, eta=eta,
                            guidance_scale=w)
         return self.from_x0(params, x0, y)
@@ -284,7 +291,7 @@ class DDPM:
         mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), x0_known.shape)
         k_x, k_chain = jax.random.split(rng)
         x_T = jax.random.normal(k_x, x0_known.shape)
-        y = None if cond is None else self._labels(cond, image.shape[0])
+        y = cnd.class_labels(cond, image.shape[0], self.config.num_classes)
         x0 = self._reverse(params, k_chain, x_T, y, num_steps=num_steps, eta=eta,
                            guidance_scale=w, known=(x0_known, mask))
         out = self.from_x0(params, x0)
@@ -294,9 +301,12 @@ class DDPM:
         """Variational lower bound on log p(x) in nats per example [B] (see module doc);
         all T terms, one network call per timestep (``lax.map``)."""
         c = self.config
+        if not self.is_image:
+            raise ValueError("log_prob: the variational bound needs discrete images "
+                             "(capabilities.likelihood is 'none' for points and latents)")
         x0 = self.to_x0(params, batch)
         n = x0.shape[0]
-        y = self._labels(batch, n)
+        y = self._labels(batch)
         image = batch[c.data_key]
 
         def term(t_key):

@@ -21,7 +21,7 @@ discrete levels:
 so bits/dim are on the discrete data (one draw of u per call). ``log_prob`` is
 the exact log-density of the flow at the dequantized point, which makes it a
 one-sample estimate of a lower bound on the discrete log-likelihood
-(``log_prob_kind = "uniform dequantization bound"``; no variational bound on
+(``capabilities.likelihood_kind = "uniform dequantization bound"``; no variational bound on
 the flow itself). 2-D points
 (``data_key = "point"``) go into the flow as they are and ``log_prob`` is their
 exact density.
@@ -56,8 +56,10 @@ import jax
 import jax.numpy as jnp
 
 from genjax.core import bijectors as bj
+from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
+from genjax.models.protocol import Capabilities
 from genjax.nn.flows import MultiScaleFlow
 
 
@@ -119,13 +121,14 @@ class Flow:
     ``params``: ``{"flow": ...}`` (Flax variables of :class:`MultiScaleFlow`).
     """
 
-    @property
-    def log_prob_kind(self) -> str:
-        return "uniform dequantization bound" if self.is_image else "exact"
-
     def __init__(self, config: FlowConfig):
         self.config = c = config
         self.is_image = c.data_key == "image"
+        self.capabilities = Capabilities(
+            likelihood="bound" if self.is_image else "exact",
+            likelihood_kind="uniform dequantization bound" if self.is_image else "exact",
+            conditioning="class" if c.num_classes else "none", num_classes=c.num_classes,
+            encode_decode=True, sample_options=("temperature",))
         self.shape = tuple(c.image_shape)
         self.num_dims = math.prod(self.shape)
         self.flow = MultiScaleFlow(self.layers(), hidden=c.hidden, num_blocks=c.num_blocks,
@@ -138,15 +141,15 @@ class Flow:
 
     # ----------------------------------------------------------------- data
     def _labels(self, batch_or_labels, n: int):
-        """int32 [n] labels for a conditional flow; None samples cycle over the classes."""
-        if not self.config.num_classes:
-            return None
-        labels = batch_or_labels
+        """int32 [n] labels of a conditional flow, else None: a batch's ``label``, or the
+        given ``cond`` (None: the classes in turn, :mod:`genjax.core.conditioning`)."""
         if isinstance(batch_or_labels, dict):
-            labels = batch_or_labels.get("label")
-        if labels is None:
-            return jnp.arange(n, dtype=jnp.int32) % self.config.num_classes
-        return jnp.broadcast_to(jnp.asarray(labels, jnp.int32), (n,))
+            if not self.config.num_classes:
+                return None
+            if "label" not in batch_or_labels:
+                raise ValueError("this flow is class-conditional: batches need 'label'")
+            return jnp.asarray(batch_or_labels["label"], jnp.int32)
+        return cnd.class_labels(batch_or_labels, n, self.config.num_classes)
 
     def _preprocess(self, y: jax.Array, reverse: bool = False):
         """Images: y in [0, 1) <-> flow input x (shift or logit), with log-det."""

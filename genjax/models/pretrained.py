@@ -1,33 +1,19 @@
-"""Parameters of a trained genjax run, for models built on another (latent diffusion).
+"""A trained genjax run as the frozen part of another model (the VAE under latent
+diffusion, the VQ-VAE under the token prior).
 
-Lives in ``models`` (not ``train``) so that a model can load its frozen
-component without importing the trainer: it reads the run's ``config.json``
-and the EMA parameters of its latest checkpoint directly with orbax.
+The checkpoint layout has one owner, :mod:`genjax.train.checkpoint`; this is the one
+place where ``models`` reaches up to it, lazily, to read a run (see the layering note
+in docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import json
-import os
 
-import ml_collections
-import orbax.checkpoint as ocp
+def load_pretrained(workdir: str, *, kind: str, image_shape=None, role: str):
+    """(model, EMA params) of the run in ``workdir``, which must hold a ``kind`` model
+    of images ``image_shape``; one-line ``CheckpointError`` otherwise."""
+    from genjax import models
+    from genjax.train.checkpoint import load_pretrained as read_run
 
-
-def load_ema_params(workdir: str):
-    """(model config ConfigDict, EMA params pytree) of the latest checkpoint in ``workdir``."""
-    config_path = os.path.join(workdir, "config.json")
-    latest = os.path.join(os.path.abspath(workdir), "checkpoints", "latest")
-    if not os.path.exists(config_path) or not os.path.isdir(latest):
-        raise FileNotFoundError(
-            f"{workdir} is not a trained genjax run (needs config.json and checkpoints/latest); "
-            "train the autoencoder first and point the config at its workdir."
-        )
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    steps = sorted(int(s) for s in os.listdir(latest) if s.isdigit())
-    if not steps:
-        raise FileNotFoundError(f"no checkpoint in {latest}")
-    with ocp.StandardCheckpointer() as ckpt:
-        state = ckpt.restore(os.path.join(latest, str(steps[-1]), "state"))
-    return config.model, state["ema_params"]
+    config, params = read_run(workdir, kind=kind, image_shape=image_shape, role=role)
+    return models.build(config), params

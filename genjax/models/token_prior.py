@@ -29,7 +29,10 @@ weight w > 0 draws from
 
     log p~(z_m | .) = (1 + w) log p(z_m | z_<m, c) - w log p(z_m | z_<m, null)
 
-(renormalised by the softmax), the convention of :func:`genjax.core.diffusion.guided_eps`.
+(renormalised by the softmax), :func:`genjax.core.conditioning.guided_logits`.
+
+Without a condition, sampling follows :mod:`genjax.core.conditioning`: the classes
+in turn, or the captions of the dataset in turn (:func:`genjax.data.captions.all_captions`).
 
 ``dropout`` (training only, :class:`~genjax.nn.transformer.CausalTransformer`) is the
 regulariser a prior on a small dataset needs: 1,500 digits are 24k codes, which the
@@ -44,13 +47,13 @@ argmax), ``top_k`` > 0 keeps the k most likely codes; both may be traced.
 Parameters: ``{"net": transformer, "vqvae": {"encoder", "decoder", "codebook"}}``,
 the latter the float arrays of the VQ-VAE's EMA params that encoding and decoding
 need (the codebook e [K, D], not its statistics). They are loaded at construction
-and carried frozen (``stop_gradient``: their gradient is zero, so Adam leaves them
-unchanged), so that a checkpoint of this model samples on its own.
+and carried in the frozen parameter group (no gradient, no optimizer moments), so
+that a checkpoint of this model samples on its own.
 
 No likelihood of images: log p_theta(z | c) is an exact log-probability of the
 code grid, not of the image (the VQ-VAE encoder is deterministic and its decoder
-has no normalised density), so ``log_prob`` is ``None`` and ``genjax eval``
-reports no bits/dim; the training loss in nats per code is the model's fit.
+has no normalised density), so ``capabilities.likelihood`` is ``"none"`` and
+``genjax eval`` reports no bits/dim; the training loss in nats per code is the model's fit.
 """
 
 from __future__ import annotations
@@ -63,8 +66,10 @@ import jax.numpy as jnp
 
 from genjax.core import likelihoods as lk
 from genjax.core import quantize as vq_math
-from genjax.core.random import batch_draw, device_key
+from genjax.core import conditioning as cnd
+from genjax.core.random import device_key
 from genjax.data import captions as cap
+from genjax.models.protocol import DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule
 from genjax.nn.transformer import CausalTransformer
 
 CONDITIONINGS = ("none", "class", "text")
@@ -125,22 +130,16 @@ def pick_token(key: jax.Array, logits: jax.Array, temperature=1.0, top_k=0) -> j
 class TokenPrior:
     """Prior over VQ-VAE codes following the genjax protocol; see the module docstring."""
 
-    log_prob = None                # p(codes | c) is not a likelihood of the image
-    log_prob_kind = "none"
-
     def __init__(self, config: TokenPriorConfig):
-        from genjax import models
-        from genjax.models.pretrained import load_ema_params
+        from genjax.models.pretrained import load_pretrained
 
         self.config = c = config
         if not c.vqvae_workdir:
             raise ValueError("token_prior needs config.model.vqvae_workdir: the workdir of a "
                              "trained VQ-VAE run (train configs/vqvae_digits.py first)")
-        vq_config, vq_params = load_ema_params(c.vqvae_workdir)
-        if vq_config.get("name") != "vqvae":
-            raise ValueError(f"{c.vqvae_workdir} is a {vq_config.get('name')!r} run, "
-                             "not a VQ-VAE")
-        self.vqvae = models.build(vq_config)
+        self.vqvae, vq_params = load_pretrained(
+            c.vqvae_workdir, kind="vqvae", image_shape=c.image_shape,
+            role="config.model.vqvae_workdir")
         # Only the float arrays that encode and decode need (not the codebook statistics).
         self._vq_params = {"encoder": vq_params["encoder"], "decoder": vq_params["decoder"],
                            "codebook": self.vqvae.codebook(vq_params)}
@@ -160,6 +159,16 @@ class TokenPrior:
             self.offset + self.num_codes, self.num_codes, self.text_len + self.num_image_tokens,
             c.dim, c.num_layers, c.num_heads, c.num_classes + 1 if c.num_classes else 0,
             dropout=c.dropout)
+        # p(codes | c) is an exact log-probability of the codes, not of the image.
+        self.capabilities = Capabilities(
+            conditioning=c.conditioning, num_classes=c.num_classes, encode_decode=True,
+            split_metrics=True, param_groups=True,
+            sample_options=("temperature", "top_k", "guidance_scale", "prompt"))
+
+    def update_rule(self) -> UpdateRule:
+        """The transformer is trained; the VQ-VAE it reads is frozen."""
+        return UpdateRule(groups={DEFAULT_GROUP: None, FROZEN: ("vqvae",)},
+                          phases=(Phase(DEFAULT_GROUP, self.loss),))
 
     # ---------------------------------------------------------------- pieces
     def encode(self, params, images: jax.Array) -> jax.Array:
@@ -205,21 +214,19 @@ class TokenPrior:
 
         class: ``cond`` int [n] or a scalar (default: labels 0, 1, .., K-1, 0, ...).
         text: ``prompt`` (a string, or n strings) or ``cond`` token ids int [n, <= L]
-        (default: the empty caption, the unconditional model)."""
+        (default: the captions of the dataset in turn). The null condition (the empty
+        caption) is :meth:`_null`."""
         c = self.config
         if prompt is not None and not self.text:
             raise ValueError(f"this token prior is conditioned on {c.conditioning!r}, not on "
                              "text: it takes no prompt")
-        if c.conditioning == "class":
-            if cond is None:
-                return None, jnp.arange(n, dtype=jnp.int32) % c.num_classes
-            return None, jnp.broadcast_to(jnp.asarray(cond, jnp.int32), (n,))
         if not self.text:
-            return None, None
+            return None, cnd.class_labels(cond, n, c.num_classes)
         if prompt is not None:
-            cond = cap.tokenize(prompt, self.text_len)
+            cond = cap.tokenize(prompt, self.text_len, scheme=c.captions)
         if cond is None:
-            return self._null(n)[0], None
+            captions = cap.all_captions(c.captions)
+            cond = cap.tokenize([captions[i % len(captions)] for i in range(n)], self.text_len)
         cond = jnp.asarray(cond, jnp.int32)
         cond = jnp.pad(cond, ((0, 0), (0, self.text_len - cond.shape[-1])),
                        constant_values=cap.PAD_ID)
@@ -273,12 +280,11 @@ class TokenPrior:
         text, label = self._batch_condition(batch)
         drop_key, dropout_rng = jax.random.split(rng)
         if c.p_uncond > 0 and c.conditioning != "none":
-            drop = batch_draw(jax.random.uniform, drop_key, (n,)) < c.p_uncond
             null_text, null_label = self._null(n)
             if self.text:
-                text = jnp.where(drop[:, None], null_text, text)
+                text = cnd.drop_condition(drop_key, text, null_text, c.p_uncond)
             else:
-                label = jnp.where(drop, null_label, label)
+                label = cnd.drop_condition(drop_key, label, null_label, c.p_uncond)
         dropout_rng = device_key(dropout_rng) if c.dropout > 0 else None
         log_p = self._code_log_probs(params, codes, text, label, dropout_rng)
         nll = -jnp.take_along_axis(log_p, codes[..., None], axis=-1)[..., 0]
@@ -321,7 +327,7 @@ class TokenPrior:
                 out = jnp.take(self.all_logits(params, seq, label), t, axis=1)
             log_p = jax.nn.log_softmax(out, axis=-1)
             if guided:
-                log_p = (1.0 + w) * log_p[:n] - w * log_p[n:]
+                log_p = cnd.guided_logits(log_p[:n], log_p[n:], w)
             new = pick_token(jax.random.fold_in(rng, t), log_p, temperature, top_k)
             new = jnp.tile(new, rows // n) + self.offset
             new = jnp.where(t < self.text_len, seq[:, t], new)

@@ -30,8 +30,10 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.variational import importance_weighted_bound
+from genjax.models.protocol import Capabilities
 from genjax.nn.autoencoder import ConvDecoder, ConvEncoder
 
 _DECODERS = {"bernoulli": 1, "logistic": 2, "gaussian": 2}  # parameters per sub-pixel
@@ -71,24 +73,31 @@ class VAE:
     Batches: ``image`` uint8 [B, H, W, C] and, when conditional, ``label`` int32 [B].
     """
 
-    log_prob_kind = "IWAE lower bound"
-
     def __init__(self, config: VAEConfig):
         self.config = config
         c = config
+        self.capabilities = Capabilities(
+            likelihood="bound", likelihood_kind="IWAE lower bound",
+            conditioning="class" if c.num_classes else "none", num_classes=c.num_classes,
+            encode_decode=True)
         self.encoder = ConvEncoder(c.channels, c.hidden_dim, 2 * c.latent_dim)
         self.decoder = ConvDecoder(c.image_shape, c.channels, c.hidden_dim, _DECODERS[c.decoder])
         self.num_dims = math.prod(c.image_shape)
 
     # ---------------------------------------------------------------- pieces
-    def _cond(self, batch_or_labels, batch_size: int):
-        if not self.config.num_classes:
-            return None
-        labels = batch_or_labels["label"] if isinstance(batch_or_labels, dict) else batch_or_labels
-        if labels is None:
+    def _cond(self, batch_or_labels, batch_size: int, *, generate: bool = False):
+        """One-hot labels [B, K] of a conditional VAE, else None. Labels come from a batch
+        dict or are given; without them, generation (``decode``, ``sample``) takes the
+        classes in turn (:mod:`genjax.core.conditioning`) and encoding is an error."""
+        labels = batch_or_labels
+        if isinstance(batch_or_labels, dict):
+            if not self.config.num_classes:
+                return None
+            labels = batch_or_labels.get("label")
+        if labels is None and not generate and self.config.num_classes:
             raise ValueError("this VAE is conditional: pass class labels (batch['label'] / cond)")
-        labels = jnp.broadcast_to(jnp.asarray(labels, jnp.int32), (batch_size,))
-        return jax.nn.one_hot(labels, self.config.num_classes)
+        labels = cnd.class_labels(labels, batch_size, self.config.num_classes)
+        return None if labels is None else jax.nn.one_hot(labels, self.config.num_classes)
 
     def _scale(self, image: jax.Array) -> jax.Array:
         """uint8 levels -> network input / likelihood domain."""
@@ -106,7 +115,7 @@ class VAE:
 
     def decode_params(self, params, z: jax.Array, cond=None) -> jax.Array:
         """p_theta(x|z) parameters: [B, H, W, C, P] (P = 1 logits or 2 mean, log-scale)."""
-        y = self._cond(cond, z.shape[0])
+        y = self._cond(cond, z.shape[0], generate=True)
         out = self.decoder.apply(params["decoder"], z, y)
         return out.reshape(out.shape[:3] + (self.config.image_shape[-1], -1))
 
@@ -183,7 +192,8 @@ class VAE:
     def sample(self, params, rng: jax.Array, num_samples: int, cond=None, *, pixel_sample=False):
         """z ~ p(z), x = decoder mean (or a draw from p_theta(x|z)): uint8 [N, H, W, C].
 
-        ``cond``: class labels (int or int32 [N]) for a conditional VAE.
+        ``cond``: class labels (int or int32 [N]) for a conditional VAE (None: the
+        classes in turn).
         """
         z_rng, x_rng = jax.random.split(rng)
         z = jax.random.normal(z_rng, (num_samples, self.config.latent_dim))

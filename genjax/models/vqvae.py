@@ -50,9 +50,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
+from genjax.core.metrics import psnr_from_mse
 from genjax.core import quantize as vq
 from genjax.core.random import batch_draw
+from genjax.models.protocol import Capabilities
 from genjax.nn.vq import VectorQuantizer, VQDecoder, VQEncoder
 
 
@@ -85,17 +88,16 @@ def psnr(images: jax.Array, reconstructions: jax.Array, num_levels: int) -> jax.
     """Peak signal-to-noise ratio in dB of uint8 levels: 10 log10((L - 1)^2 / MSE),
     the MSE over all sub-pixels of the batch. images, reconstructions [B, H, W, C] -> scalar."""
     diff = images.astype(jnp.float32) - reconstructions.astype(jnp.float32)
-    return 10.0 * jnp.log10((num_levels - 1) ** 2 / jnp.mean(jnp.square(diff)))
+    return psnr_from_mse(jnp.mean(jnp.square(diff)), num_levels - 1)
 
 
 class VQVAE:
     """VQ-VAE following the genjax model protocol (see the module docstring)."""
 
-    log_prob = None                # no likelihood without a prior over codes
-    log_prob_kind = "none"
-
     def __init__(self, config: VQVAEConfig):
         self.config = c = config
+        # No likelihood: that needs a prior over codes (genjax.models.token_prior).
+        self.capabilities = Capabilities(encode_decode=True, state=True, split_metrics=True)
         self.encoder = VQEncoder(c.channels, c.code_dim, c.num_res_blocks)
         self.decoder = VQDecoder(c.channels, c.image_shape[-1], c.num_res_blocks)
         self.quantizer = VectorQuantizer(
@@ -166,7 +168,7 @@ class VQVAE:
         metrics = {
             "loss": loss,
             "mse": mse,
-            "psnr": 10.0 * jnp.log10(4.0 / mse),
+            "psnr": psnr_from_mse(mse, 2.0),
             "codebook_loss": losses["codebook"],
             "commitment_loss": losses["commitment"],
         }
@@ -194,7 +196,7 @@ class VQVAE:
     def sample(self, params, rng: jax.Array, num_samples: int, cond=None) -> jax.Array:
         """Decode codes drawn uniformly and independently per position: uint8 [N, H, W, C].
         Not samples of the data (that needs a prior over codes; see the module docstring)."""
-        del cond
+        cnd.class_labels(cond, num_samples, 0)      # unconditional: no cond
         indices = jax.random.randint(rng, (num_samples,) + self.latent_shape, 0,
                                      self.config.num_codes)
         return self.decode(params, indices)
@@ -211,8 +213,7 @@ class VQVAE:
             diff = np.asarray(decode(params, codes), np.float64) - batch["image"]
             sq_err, count = sq_err + np.sum(diff ** 2), count + diff.size
             counts += np.bincount(np.asarray(codes).ravel(), minlength=self.config.num_codes)
-        peak = self.config.num_levels - 1
-        return {"psnr": float(10.0 * np.log10(peak ** 2 * count / sq_err)),
+        return {"psnr": float(psnr_from_mse(sq_err / count, self.config.num_levels - 1)),
                 "usage": float(np.mean(counts > 0)),
                 "perplexity": float(vq.codebook_perplexity(jnp.asarray(counts, jnp.float32))),
                 "num_examples": int(count // math.prod(self.config.image_shape))}

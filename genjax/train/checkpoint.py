@@ -1,12 +1,21 @@
 """Orbax checkpoints: a ``latest`` stream for preemption and kept ``snapshots``.
 
-Each checkpoint holds the whole :class:`TrainState` (restored against an
-abstract target, so tuples and namedtuples of the optimizer state come back
-exactly) and the data iterator's position as JSON.
+The one owner of a run's layout on disk::
+
+    WORKDIR/config.json                         the run's config
+    WORKDIR/checkpoints/latest/<step>/state     the whole TrainState (1 kept)
+    WORKDIR/checkpoints/latest/<step>/data      the data iterator's position (JSON)
+    WORKDIR/checkpoints/snapshots/<step>/...    kept snapshots, same layout
+
+The state is restored against an abstract target, so tuples and namedtuples of
+the optimizer state come back exactly. :func:`load_pretrained` reads the EMA
+parameters of another run for a model built on it (the VAE under latent
+diffusion, the VQ-VAE under the token prior).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -84,3 +93,51 @@ class Checkpointer:
 def abstract(tree):
     """ShapeDtypeStructs of a pytree (the restore target)."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def load_pretrained(workdir: str, *, kind: str, image_shape=None, role: str = "pretrained"):
+    """(model config dict, EMA params) of the latest checkpoint of the run in ``workdir``.
+
+    kind: the model name the run must hold (``"vae"``, ``"vqvae"``).
+    image_shape: the data shape the caller models; the run must have been trained on it.
+    role: the config field naming the workdir, for the messages.
+
+    Raises ``CheckpointError`` with one line when the directory is not a run, holds
+    another kind of model or shape, has no checkpoint, or cannot be read.
+    """
+    where = f"{role} = {workdir!r}"
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{where} is not a trained genjax run (no config.json): train "
+                              f"the {kind} first and point {role} at its workdir")
+    try:
+        with open(config_path) as f:
+            model_config = json.load(f)["model"]
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{where}: config.json is unreadable ({_first_line(err)})") from err
+    if model_config.get("name") != kind:
+        raise CheckpointError(f"{where} holds a {model_config.get('name')!r} model, "
+                              f"but a {kind!r} is needed here")
+    shape = model_config.get("image_shape")
+    if image_shape is not None and shape is not None and tuple(shape) != tuple(image_shape):
+        raise CheckpointError(f"{where} was trained on images of shape {tuple(shape)}, but "
+                              f"this model's image_shape is {tuple(image_shape)}")
+    latest = os.path.join(os.path.abspath(workdir), "checkpoints", "latest")
+    steps = sorted(int(s) for s in os.listdir(latest) if s.isdigit()) if os.path.isdir(
+        latest) else []
+    if not steps:
+        raise CheckpointError(f"{where} has no checkpoint in {latest}: train it first")
+    path = os.path.join(latest, str(steps[-1]), "state")
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            state = ckpt.restore(path)
+        params = state["ema_params"]
+    except Exception as err:  # orbax raises many types for unreadable files
+        raise CheckpointError(f"{where}: the checkpoint at step {steps[-1]} cannot be read, it "
+                              f"may be corrupt ({_first_line(err)})") from err
+    return model_config, params

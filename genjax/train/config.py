@@ -7,6 +7,7 @@ boundary rejects unknown keys with the list of valid ones.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
 from genjax.models import config_to_dataclass
 
@@ -52,13 +53,30 @@ class OptimizerConfig:
     warmup_steps: int = 0           # linear warm-up from 0 to the peak
     schedule: str = "constant"      # constant | cosine (decays to 0 at training.num_steps)
     grad_clip: float = 0.0          # clip by global norm (0 = off)
+    # Per parameter group (models with an update rule, e.g. a GAN's "generator" and
+    # "discriminator"): group -> any of the fields above, overriding them for that group.
+    groups: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        groups = {}
+        for group, values in dict(self.groups).items():
+            values = dict(values)
+            if "groups" in values:
+                raise ValueError(f"config.optimizer.groups.{group} cannot nest groups")
+            base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if f.name != "groups"}
+            groups[group] = config_to_dataclass(
+                OptimizerConfig, dict(base, **values), where=f"config.optimizer.groups.{group}")
+        object.__setattr__(self, "groups", groups)
         if self.name not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer.name must be adam, adamw or sgd, got {self.name!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"optimizer.schedule must be constant or cosine, got {self.schedule!r}")
+
+    def for_group(self, group: str) -> "OptimizerConfig":
+        """The settings of parameter group ``group``: its overrides, else these."""
+        return self.groups.get(group) or dataclasses.replace(self, groups={})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,29 @@
 """The jitted train step, its K-steps-per-call form, and data parallelism.
 
-``make_train_step(model, optimizer, ema_decay, parallel, steps_per_call)``
+``make_train_step(model, optimizers, ema_decay, parallel, steps_per_call)``
 returns ``step(state, batch) -> (state, metrics)`` where ``batch`` leaves have
 shape [K, B, ...] (K = steps_per_call) and every metric has shape [K].
 
-One step, with the step key  k_s = fold_in(rng, s):
+One step runs the phases of the model's :class:`~genjax.models.protocol.UpdateRule`
+in order, with the step key  k_s = fold_in(rng, s).  Phase i (group g, loss L_i)
+draws its key from k_i = k_s (i = 0) or fold_in(k_s, i), and, when it repeats
+n > 1 times, repeat r from fold_in(k_i, r):
 
-    (loss, metrics), g = value_and_grad(model.loss)(params, batch, k_s)
-    params <- optax update of params with g
-    ema    <- d_s * ema + (1 - d_s) * params,   d_s = min(d, (1 + s) / (10 + s))
+    (loss, metrics), grad = value_and_grad(L_i wrt params[g])(params, batch_r, k)
+    params[g], opt_state[g] <- optax update of group g alone
+
+``batch_r`` is the whole batch, or with ``split_batch`` its r-th of n strided
+slices (examples r, r + n, ...; the same examples on one device and under pmap
+when n divides the per-device batch). A model that declares no update rule has
+one phase, ``model.loss`` over every trainable parameter: the single-loss step.
+Then, for the groups with an EMA (default: every trainable one),
+
+    ema <- d_s * ema + (1 - d_s) * params,   d_s = min(d, (1 + s) / (10 + s))
+
+and every other group (a GAN's discriminator, frozen sub-models) is copied into
+``ema_params``. Metrics: the phase's own, plus ``grad_norm`` (the norm of the
+phase's gradient). With several phases each metric is named ``<phase>_<metric>``
+and repeated phases report the mean over their repeats.
 
 Data parallelism (``parallel``):
 
@@ -21,23 +36,21 @@ Data parallelism (``parallel``):
   :func:`genjax.core.random.batch_draw`, so all three give the same numbers.
 
 Non-trainable state (running statistics, e.g. the EMA codebook of a VQ-VAE). A
-model opts in by keeping it in ``params["state"]`` and defining
+model declares ``capabilities.state``, keeps it in ``params["state"]`` and defines
 
     loss_and_stats(params, batch, rng) -> (loss, (metrics, stats))
     update_state(params, stats) -> (params, state_metrics)
 
 ``stats`` is a pytree of sums over the batch (counts, sums of vectors, and
-anything else written as a sum, such as a one-hot pick of a batch row). The step
-differentiates only the trainable part (the optimizer state is built for it
-alone, so no optimizer, weight decay or clipping touches the state), applies the
-optimizer update, then ``update_state`` on the batch ``stats`` (which may rewrite
-state and trainable entries, e.g. re-seed a codebook row), and adds
-``state_metrics`` to the step's metrics. The EMA of params averages the
-trainable part and copies the state (counts are not averaged). Under ``pmap``
-the stats are ``psum``-ed over the ``data`` axis before ``update_state``, so every
-replica applies the same update from whole-batch statistics; under ``mesh`` XLA
-computes them over the sharded batch directly. Models without ``update_state``
-take the plain path above, unchanged.
+anything else written as a sum, such as a one-hot pick of a batch row). Its phase
+(``with_stats``) differentiates only the trainable part (no optimizer, weight decay
+or clipping touches the state), applies the optimizer update, then ``update_state``
+on the batch ``stats`` (which may rewrite state and trainable entries, e.g.
+re-seed a codebook row), and adds ``state_metrics`` to the step's metrics. The
+EMA copies the state (counts are not averaged). Under ``pmap`` the stats are
+``psum``-ed over the ``data`` axis before ``update_state``, so every replica
+applies the same update from whole-batch statistics; under ``mesh`` XLA computes
+them over the sharded batch directly.
 """
 
 from __future__ import annotations
@@ -52,7 +65,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax.core.random import data_parallel_axis
-from genjax.train.state import TrainState, has_state, merge_state, split_state
+from genjax.models.protocol import Phase, update_rule
+from genjax.train.state import TrainState, group_optimizers, subtree
 
 AXIS = "data"
 
@@ -65,49 +79,82 @@ def _ema(ema_decay: float, step: jax.Array, ema, params):
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
-def _one_stateful_step(model, optimizer, ema_decay: float, axis_name: str | None):
-    """The step of a model with non-trainable state (see the module docstring)."""
-    def loss_fn(trainable, frozen, batch, key):
-        return model.loss_and_stats(merge_state(trainable, frozen), batch, key)
+def _strided_slices(batch: dict, n: int) -> dict:
+    """Leaves [B, ...] -> [n, B/n, ...]; slice r holds examples r, r + n, r + 2n, ..."""
+    def split(x):
+        if x.shape[0] % n:
+            raise ValueError(f"a batch of {x.shape[0]} examples cannot be split into {n} "
+                             "equal slices; make the (per-device) batch a multiple of it")
+        return jnp.moveaxis(x.reshape((x.shape[0] // n, n) + x.shape[1:]), 1, 0)
 
-    def step(state: TrainState, batch: dict):
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        trainable, frozen = split_state(model, state.params)
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (_, (metrics, stats)), grads = grad_fn(trainable, frozen, batch, key)
+    return jax.tree.map(split, batch)
+
+
+def _phase_update(model, phase: Phase, keys: tuple[str, ...], tx, axis_name: str | None):
+    """``update(params, opt_state_g, batch, key) -> (params, opt_state_g, metrics)``: one
+    gradient step of ``phase.loss`` on the group's parameters ``keys``."""
+
+    def loss_fn(group, params, batch, key):
+        return phase.loss(dict(params, **group), batch, key)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def update(params, opt_state, batch, key):
+        group = subtree(params, keys)
+        (_, aux), grads = grad_fn(group, params, batch, key)
+        metrics, stats = aux if phase.with_stats else (aux, None)
         if axis_name is not None:
             grads = jax.lax.pmean(grads, axis_name)
             metrics = jax.lax.pmean(metrics, axis_name)
-            stats = jax.lax.psum(stats, axis_name)
-        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
-        trainable = optax.apply_updates(trainable, updates)
-        params, state_metrics = model.update_state(merge_state(trainable, frozen), stats)
-        trainable, frozen = split_state(model, params)
-        ema = _ema(ema_decay, state.step, split_state(model, state.ema_params)[0], trainable)
-        ema = merge_state(ema, frozen)
-        metrics = dict(metrics, **state_metrics, grad_norm=optax.tree_utils.tree_norm(grads))
-        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            ema_params=ema)
-        return new, metrics
-
-    return step
-
-
-def _one_step(model, optimizer, ema_decay: float, axis_name: str | None):
-    if has_state(model):
-        return _one_stateful_step(model, optimizer, ema_decay, axis_name)
-
-    def step(state: TrainState, batch: dict):
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, batch, key)
-        if axis_name is not None:
-            grads = jax.lax.pmean(grads, axis_name)
-            metrics = jax.lax.pmean(metrics, axis_name)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema = _ema(ema_decay, state.step, state.ema_params, params)
+            if stats is not None:
+                stats = jax.lax.psum(stats, axis_name)
+        updates, opt_state = tx.update(grads, opt_state, group)
+        params = dict(params, **optax.apply_updates(group, updates))
+        if stats is not None:
+            params, state_metrics = model.update_state(params, stats)
+            metrics = dict(metrics, **state_metrics)
         metrics = dict(metrics, grad_norm=optax.tree_utils.tree_norm(grads))
+        return params, opt_state, metrics
+
+    return update
+
+
+def _one_step(model, optimizers, ema_decay: float, axis_name: str | None):
+    rule = update_rule(model)
+    optimizers = group_optimizers(rule, optimizers)
+
+    def step(state: TrainState, batch: dict):
+        k_s = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        params, opt_state = state.params, dict(state.opt_state)
+        keys = rule.keys(params)
+        metrics = {}
+        for i, phase in enumerate(rule.phases):   # a fixed, short list: unrolled on purpose
+            g = phase.group
+            update = _phase_update(model, phase, keys[g], optimizers[g], axis_name)
+            k_i = k_s if i == 0 else jax.random.fold_in(k_s, i)
+            if phase.repeat == 1:
+                params, opt_state[g], m = update(params, opt_state[g], batch, k_i)
+            else:
+                n = phase.repeat
+                batches = _strided_slices(batch, n) if phase.split_batch else None
+
+                def body(carry, r, update=update, batches=batches, k_i=k_i):
+                    p, s = carry
+                    b = batch if batches is None else jax.tree.map(lambda x: x[r], batches)
+                    p, s, m = update(p, s, b, jax.random.fold_in(k_i, r))
+                    return (p, s), m
+
+                (params, opt_state[g]), m = jax.lax.scan(body, (params, opt_state[g]),
+                                                         jnp.arange(n))
+                m = jax.tree.map(lambda v: v.mean(0), m)
+            if len(rule.phases) == 1:
+                metrics = m
+            else:
+                metrics.update({f"{phase.label}_{k}": v for k, v in m.items()})
+        averaged = [k for g in rule.averaged_groups for k in keys[g]]
+        ema = dict(params)   # copies of the groups without an EMA, and the state
+        ema.update(_ema(ema_decay, state.step, subtree(state.ema_params, averaged),
+                        subtree(params, averaged)))
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
         return new, metrics
@@ -142,7 +189,10 @@ def make_mesh() -> Mesh:
 
 def make_train_step(model, optimizer, ema_decay: float, parallel: str = "none",
                     steps_per_call: int = 1):
-    """``step(state, batches)``, jitted with the state donated; see the module doc."""
+    """``step(state, batches)``, jitted with the state donated; see the module doc.
+
+    optimizer: one optax transformation for every trainable group, or a mapping
+    group -> transformation (:func:`genjax.train.state.make_optimizer`)."""
     if parallel == "pmap":
         inner = _scan_steps(_one_step(model, optimizer, ema_decay, AXIS), steps_per_call)
         size = jax.local_device_count()

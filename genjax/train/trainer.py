@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from genjax import data as gdata
 from genjax import models
+from genjax.models.protocol import update_rule
 from genjax.train import step as step_lib
 from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract
 from genjax.train.config import from_config
@@ -74,7 +75,13 @@ def build_run(config, *, batch_size: int | None = None):
     if tcfg.num_steps % tcfg.steps_per_call:
         raise ValueError(f"training.num_steps = {tcfg.num_steps} must be a multiple of "
                          f"training.steps_per_call = {tcfg.steps_per_call}")
-    optimizer = make_optimizer(ocfg, tcfg.num_steps)
+    for phase in update_rule(model).phases:
+        if phase.split_batch and (tcfg.batch_size // shards) % phase.repeat:
+            raise ValueError(
+                f"phase {phase.label!r} splits each device's batch of "
+                f"{tcfg.batch_size // shards} into {phase.repeat} slices: make "
+                f"training.batch_size a multiple of {phase.repeat * shards}")
+    optimizer = make_optimizer(ocfg, tcfg.num_steps, model)
     return model, optimizer, it, info, (tcfg, ocfg, ecfg)
 
 

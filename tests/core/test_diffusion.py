@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from genjax.core import conditioning as cnd
 from genjax.core import diffusion as dm
 from genjax.core.random import data_parallel_axis
 
@@ -311,11 +312,11 @@ def test_ddim_timesteps():
         dm.ddim_timesteps(10, 11)
 
 
-def test_guided_eps_conventions():
+def test_guidance_conventions():
     e_c, e_u = jnp.array([0.3, -1.7, 2.0]), jnp.array([1.1, 0.4, -0.9])
-    np.testing.assert_array_equal(dm.guided_eps(e_c, e_u, 0.0), e_c)
-    np.testing.assert_array_equal(dm.guided_eps(e_c, e_u, -1.0), e_u)
-    np.testing.assert_allclose(dm.guided_eps(e_c, e_u, 2.0), e_c + 2.0 * (e_c - e_u),
+    np.testing.assert_array_equal(cnd.guided(e_c, e_u, 0.0), e_c)
+    np.testing.assert_array_equal(cnd.guided(e_c, e_u, -1.0), e_u)
+    np.testing.assert_allclose(cnd.guided(e_c, e_u, 2.0), e_c + 2.0 * (e_c - e_u),
                                rtol=1e-6)
 
 

@@ -169,7 +169,9 @@ def test_points_model_samples_points():
     assert np.isfinite(loss)
     x = model.sample(params, jax.random.key(2), 5)
     assert x.shape == (5, 2) and x.dtype == jnp.float32
-    assert model.log_prob is None
+    assert model.capabilities.likelihood == "none"
+    with pytest.raises(ValueError, match="discrete images"):
+        model.log_prob(params, next(it), jax.random.key(3))
 
 
 def test_latent_diffusion_on_a_trained_vae(trained_tiny):

@@ -46,7 +46,7 @@ def model_and_params(batch):
 
 def test_protocol_shapes_and_loss_terms(model_and_params, batch):
     model, params = model_and_params
-    assert model.log_prob is None
+    assert model.capabilities.likelihood == "none" and model.capabilities.state
     idx = model.encode(params, batch["image"])
     assert idx.shape == (16, 4, 4) and idx.dtype == jnp.int32
     assert int(idx.min()) >= 0 and int(idx.max()) < 8

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from genjax.models.protocol import Capabilities
 from genjax.train import step as step_lib
 from genjax.train.config import OptimizerConfig
 from genjax.train.state import init_state, learning_rate_schedule, make_optimizer
@@ -12,6 +13,8 @@ from genjax.train.state import init_state, learning_rate_schedule, make_optimize
 
 class Quadratic:
     """loss = mean((w - x)^2) + noise term: a protocol model small enough to check by hand."""
+
+    capabilities = Capabilities()
 
     def init(self, rng, batch):
         return {"w": jnp.zeros((3,))}
