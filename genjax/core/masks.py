@@ -148,6 +148,8 @@ def pixelcnn_mask(
     return mask
 
 
-def causal_mask(length: int) -> np.ndarray:
-    """bool [T, T]: entry (i, j) is True iff position i may attend to j (j <= i)."""
-    return np.tril(np.ones((length, length), dtype=bool))
+def causal_mask(length: int, *, strict: bool = False) -> np.ndarray:
+    """bool [T, T]: entry (i, j) is True iff position i may see position j: j <= i (a
+    causal transformer's attention), or j < i with ``strict`` (a fully visible sigmoid
+    belief net's weights, where x_i must not see itself)."""
+    return np.tril(np.ones((length, length), dtype=bool), -1 if strict else 0)

@@ -1,12 +1,13 @@
-"""Model families. ``build(config.model)`` returns an object with the protocol
+"""Model families. ``build(config.model)`` returns a :class:`~genjax.models.protocol.Model`:
 
     params = model.init(rng, batch)
     loss, metrics = model.loss(params, batch, rng)         # pure, jittable
     images = model.sample(params, rng, num_samples, cond=None)   # uint8 [N, H, W, C]
-    nll = model.log_prob(params, batch, rng)              # nats per example (exact or a bound)
+    model.capabilities                                    # what else it declares it can do
 
-One dictionary maps ``config.model.name`` to a builder; each builder turns the
-ConfigDict into the family's frozen config dataclass at this boundary.
+One dictionary maps ``config.model.name`` to (module, model class, config dataclass);
+:func:`build` turns the ConfigDict into the family's frozen config dataclass at this
+boundary and calls the model class with it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import importlib
 from typing import Any, Mapping
 
-# model name -> "module:Class"; the class has ``from_config(config_dataclass)``.
+# model name -> (module, model class, config dataclass).
 _REGISTRY = {
     "vae": ("genjax.models.vae", "VAE", "VAEConfig"),
     "ddpm": ("genjax.models.ddpm", "DDPM", "DDPMConfig"),
@@ -32,6 +33,7 @@ _REGISTRY = {
     "wavenet": ("genjax.models.autoregressive", "WaveNetModel", "WaveNetConfig"),
     "pixel_transformer": ("genjax.models.autoregressive", "PixelTransformer",
                           "TransformerConfig"),
+    "toy_gan": ("genjax.models.toy_gan", "ToyGAN", "ToyGANConfig"),
 }
 
 

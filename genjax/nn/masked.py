@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.core.masks import center_mask, pixelcnn_mask
+from genjax.core.masks import causal_mask, center_mask, pixelcnn_mask
 
 
 class MaskedDense(nn.Module):
@@ -270,7 +270,7 @@ class FVSBNNetwork(nn.Module):
         d, p = x.shape[-1], self.out_per_dim
         w = self.param("kernel", nn.initializers.zeros, (d, d, p))
         b = self.param("bias", nn.initializers.zeros, (d, p))
-        mask = jnp.tril(jnp.ones((d, d), x.dtype), -1)[..., None]
+        mask = jnp.asarray(causal_mask(d, strict=True), x.dtype)[..., None]
         return jnp.einsum("...j,djp->...dp", x, w * mask) + b
 
 

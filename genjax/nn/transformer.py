@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.core.masks import causal_mask
+
 Cache = Any  # tuple over layers of (keys [B, T, H, Dh], values [B, T, H, Dh])
 
 
@@ -43,7 +45,7 @@ class CausalSelfAttention(nn.Module):
         """x [B, T, D] -> [B, T, D], position i attending to j <= i."""
         q, k, v = jnp.moveaxis(self.qkv(x), -3, 0)            # each [B, T, H, Dh]
         t = x.shape[1]
-        mask = jnp.tril(jnp.ones((t, t), bool))
+        mask = jnp.asarray(causal_mask(t))
         return self.out(_attend(q, k, v, mask))
 
     def decode(self, x: jax.Array, t: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:

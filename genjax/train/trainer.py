@@ -170,7 +170,9 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         means["steps_per_sec"] = (step - tick_step) / max(now - tick, 1e-9)
         tick, tick_step = now, step
         writer.write(step, means)
-        bar.set_postfix(loss=f"{means['loss']:.4g}", steps_s=f"{means['steps_per_sec']:.1f}")
+        # "loss", or each phase's "<phase>_loss" for a model with several phases.
+        shown = {k: f"{v:.4g}" for k, v in means.items() if k == "loss" or k.endswith("_loss")}
+        bar.set_postfix(**shown, steps_s=f"{means['steps_per_sec']:.1f}")
 
     def save(snapshot: bool) -> None:
         nonlocal last_saved

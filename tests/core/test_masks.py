@@ -63,3 +63,5 @@ def test_causal_mask():
     m = causal_mask(4)
     assert m.dtype == bool
     np.testing.assert_array_equal(m, np.arange(4)[None, :] <= np.arange(4)[:, None])
+    strict = causal_mask(4, strict=True)
+    np.testing.assert_array_equal(strict, np.arange(4)[None, :] < np.arange(4)[:, None])

@@ -1,7 +1,9 @@
 """Run in a subprocess with 2 forced host devices (see test_parallel.py).
 
-Trains the tiny VAE for 2 calls x 2 steps with parallel = none, mesh and pmap
-from the same state and batches, and prints the largest parameter and metric
+Trains the tiny VAE (or, with the argument ``gan``, the 2-D GAN of
+configs/gan_toy2d.py: two optimizers, 2 discriminator phases on strided batch
+slices per generator phase) for 2 calls x 2 steps with parallel = none, mesh and
+pmap from the same state and batches, and prints the largest parameter and metric
 differences from the single-device run as JSON.
 """
 
@@ -16,10 +18,15 @@ from genjax.train.trainer import _next_batches, build_run, initial_state
 from tests.conftest import tiny_vae_config
 
 
-def run(parallel: str):
+def run(parallel: str, model_name: str = "vae"):
+    if model_name == "gan":
+        from tests.train.test_groups import gan_config
+
+        config = gan_config(parallel=parallel, steps_per_call=2)
+    else:
+        config = tiny_vae_config(parallel=parallel, steps_per_call=2)
     # SGD with momentum: Adam's m / sqrt(v) turns float-level differences of
     # near-zero gradients into lr-sized steps, which would hide real mismatches.
-    config = tiny_vae_config(parallel=parallel, steps_per_call=2)
     with config.unlocked():
         config.optimizer.name = "sgd"
         config.optimizer.learning_rate = 1e-3
@@ -31,7 +38,8 @@ def run(parallel: str):
     for _ in range(2):
         dstate, m = fn(dstate, step_lib.put_batch(_next_batches(it, 2), parallel))
         m = jax.device_get(m)
-        metrics.append(m["loss"][0] if parallel == "pmap" else m["loss"])
+        loss = m["loss"] if "loss" in m else m["discriminator_loss"] + m["generator_loss"]
+        metrics.append(loss[0] if parallel == "pmap" else loss)
     final = step_lib.get_state(dstate, parallel)
     return jax.device_get(final), np.concatenate(metrics)
 
@@ -43,10 +51,11 @@ def max_diff(a, b):
 
 if __name__ == "__main__":
     assert jax.device_count() == 2, jax.devices()
-    ref_state, ref_loss = run("none")
+    model_name = sys.argv[1] if len(sys.argv) > 1 else "vae"
+    ref_state, ref_loss = run("none", model_name)
     out = {"devices": jax.device_count()}
     for parallel in ("mesh", "pmap"):
-        state, loss = run(parallel)
+        state, loss = run(parallel, model_name)
         out[parallel] = {
             "params": max_diff(state.params, ref_state.params),
             "ema": max_diff(state.ema_params, ref_state.ema_params),

@@ -11,11 +11,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.mark.multidevice
-def test_mesh_and_pmap_match_single_device():
+@pytest.mark.parametrize("model", ["vae", "gan"])
+def test_mesh_and_pmap_match_single_device(model):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "tests.train.parallel_check"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "tests.train.parallel_check", model], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2
