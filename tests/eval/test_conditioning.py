@@ -11,6 +11,7 @@ from genjax import data as gdata
 from genjax.data import captions as cap
 from genjax.data.shapes import render, shapes
 from genjax.eval import conditioning as ca
+from genjax.models.protocol import Capabilities
 
 
 def test_the_24_prompts_are_the_captions_of_their_attributes():
@@ -51,7 +52,8 @@ def _text_model(images_per_prompt):
 
     config = types.SimpleNamespace(conditioning="text", captions="shapes", num_classes=0,
                                    num_levels=256)
-    return types.SimpleNamespace(config=config, text_len=8, sample=sample)
+    caps = Capabilities(conditioning="text", sample_options=("guidance_scale",))
+    return types.SimpleNamespace(config=config, text_len=8, sample=sample, capabilities=caps)
 
 
 def test_shape_accuracy_is_high_for_the_right_images_and_low_for_one_image(reader):
@@ -78,11 +80,14 @@ def test_digit_class_accuracy_of_a_sampler_of_real_digits():
                                   for k in range(10)]))
     model = types.SimpleNamespace(
         config=types.SimpleNamespace(num_classes=10, num_levels=256),
+        capabilities=Capabilities(conditioning="class", num_classes=10,
+                                  sample_options=("guidance_scale",)),
         sample=lambda params, rng, n, cond, guidance_scale=0.0: table[cond])
     out = ca.conditioning_accuracy(model, None, None, (0.0, 2.0), per_condition=3)
     assert out["w=0"] == {"class_accuracy": 1.0, "num_samples": 30}
     assert out["chance"] == 0.1
     model.sample = lambda params, rng, n, cond: table[cond]
+    model.capabilities = Capabilities(conditioning="class", num_classes=10)
     with pytest.raises(ValueError, match="takes no guidance_scale"):
         ca.conditioning_accuracy(model, None, None, (1.0,), per_condition=3)
     unguided = ca.conditioning_accuracy(model, None, None, (0.0,), per_condition=3)

@@ -95,7 +95,9 @@ def test_conditional_vae_uses_labels(batch):
     np.testing.assert_array_equal(out0[0], out1[0])
     assert not np.allclose(out0[1], out1[1])
     with pytest.raises(ValueError, match="conditional"):
-        model.sample(params, jax.random.key(0), 2, cond=None)
+        model.encode(params, jnp.zeros((2, 8, 8, 1), jnp.uint8), None)   # encoding needs labels
+    with pytest.raises(ValueError, match="out of range"):
+        model.sample(params, jax.random.key(0), 2, cond=10)
     x = model.sample(params, jax.random.key(0), 3, cond=jnp.array([1, 2, 3]))
     assert x.shape == (3, 8, 8, 1)
 

@@ -92,10 +92,11 @@ def test_trainer_updates_state_and_copies_it_into_the_ema(trained, batch):
     config, workdir, state = trained
     assert int(state.step) == 8
     params, ema = state.params, state.ema_params
-    # The optimizer state covers the trainable part only.
+    # The optimizer state covers the trainable part only (the one group "model").
     model, optimizer, *_ = build_run(config)
     trainable, frozen = split_state(model, params)
-    assert jax.tree.structure(state.opt_state) == jax.tree.structure(optimizer.init(trainable))
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(
+        {"model": optimizer["model"].init(trainable)})
     # Statistics moved away from their initial values (EMA codebook, counters).
     assert not np.allclose(frozen["cluster_size"], 1.0)
     # State is copied into the EMA params, trainable weights are averaged.
