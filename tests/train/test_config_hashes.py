@@ -10,7 +10,14 @@ from tests.train.config_hashes import CONFIGS, FIXTURE, train_hashes
 STORED = json.load(open(FIXTURE))
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+# The U-Net, the token prior (which trains a VQ-VAE first), Glow and PixelCNN compile for
+# 10-35 s each: the slow tier. The default tier keeps one config of every step path
+# (plain, non-trainable state, frozen group) and the MLP/dense families.
+SLOW = {"ddpm_digits", "token_prior_digits", "glow_digits", "pixelcnn"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(CONFIGS)])
 def test_tiny_config_trains_to_the_recorded_bits(name):
     assert train_hashes(name) == STORED["tiny"][name]
 
