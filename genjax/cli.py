@@ -54,7 +54,50 @@ flags.DEFINE_string("inception_weights", None,
                     "genjax.eval.inception --convert pt_inception-2015-12-05-6726825d.pth "
                     "--out FILE`.")
 
-COMMANDS = ("train", "sample", "eval")
+# command -> (one line, its flags, an example)
+COMMANDS = {
+    "train": ("train a config in a workdir; rerunning the same command resumes",
+              ("config", "workdir"),
+              "genjax train --config configs/vae_digits.py --workdir runs/vae_digits "
+              "[--config.training.num_steps=500 --config.model.beta=2.0 ...]"),
+    "sample": ("draw samples of a trained run into a PNG grid",
+               ("workdir", "num", "out", "cond", "prompt", "temperature", "top_k", "guidance",
+                "step", "seed"),
+               "genjax sample --workdir runs/cvae_digits --num 16 --cond 3 --out threes.png"),
+    "eval": ("evaluate a run (bits/dim, FID/KID/IS, precision/recall) or two image folders",
+             ("workdir", "split", "step", "seed", "real", "fake", "features",
+              "inception_weights", "out"),
+             "genjax eval --workdir runs/vae_digits   |   genjax eval --real DIR --fake DIR"),
+}
+
+
+def usage() -> str:
+    """``genjax --help``: the commands, one line each."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: genjax {" + "|".join(COMMANDS) + "} [--flags]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (text, _, _) in COMMANDS.items()]
+    lines += ["", "genjax COMMAND --help shows the flags of COMMAND."]
+    return "\n".join(lines)
+
+
+def command_help(command: str) -> str:
+    """``genjax COMMAND --help``: what it does, its flags with their meaning, an example."""
+    import textwrap
+
+    text, names, example = COMMANDS[command]
+    lines = [f"usage: genjax {command} [--flags]", "", f"{text}.", "", "flags:"]
+    for name in names:
+        flag = FLAGS[name]
+        default = "" if flag.default is None else f" (default: {flag.default})"
+        lines.append(f"  --{name}")
+        lines += textwrap.wrap(f"{flag.help}{default}", 76, initial_indent="      ",
+                               subsequent_indent="      ")
+    if command == "train":
+        lines += ["  --config.GROUP.KEY=VALUE",
+                  "      override any config field (groups: data, model, training, optimizer,",
+                  "      eval); an unknown key is an error naming the valid ones"]
+    lines += ["", "example:", f"  {example}"]
+    return "\n".join(lines)
 
 
 def _train() -> None:
@@ -168,13 +211,15 @@ def _config_file(argv) -> str | None:
 
 def _missing_override_key(argv) -> str:
     """For an override of a key the config lacks: which key, and the valid ones there."""
-    import importlib.util
+    from genjax.configs import load_sibling
 
     path = _config_file(argv)
-    spec = importlib.util.spec_from_file_location("genjax_cli_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    arg = None
+    if path and ":" in os.path.basename(path):          # configs/pixelcnn.py:digits16
+        path, arg = path.rsplit(":", 1)
+    if not path or not os.path.exists(path):
+        return f"config file {path!r} not found"
+    config = load_sibling(path, os.path.basename(path)[:-3], arg)
     for arg in argv:
         if not arg.startswith("--config."):
             continue
@@ -188,13 +233,36 @@ def _missing_override_key(argv) -> str:
 
 
 def _parse_flags(argv):
-    """absl flag parsing with one-line errors instead of tracebacks."""
+    """absl flag parsing with one-line errors instead of tracebacks; ``--help`` per command."""
+    asked = any(a in ("-h", "--help", "-help", "--helpshort") for a in argv[1:])
+    if len(argv) == 1 or argv[1] in ("-h", "--help", "-help", "help", "--helpshort"):
+        print(usage())
+        sys.exit(0 if len(argv) > 1 else 2)
+    if asked and argv[1] in COMMANDS:
+        print(command_help(argv[1]))
+        sys.exit(0)
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
+        if FLAGS["config"].present:
+            _CONFIG.value.keys()            # config_flags defers a load failure to here
+        return rest
     except flags.Error as err:
-        message = str(err)
+        root = err
+        while (root.__cause__ or root.__context__) is not None:   # the config's own error
+            root = root.__cause__ or root.__context__
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        cause = str(root).splitlines()[0] if root is not err and str(root) else ""
+        if cause and cause not in message:
+            message = f"{message.rstrip(': ')}: {cause}"
     except (AttributeError, KeyError):  # config_flags: override of a key the config lacks
-        message = _missing_override_key(argv)
+        try:
+            message = _missing_override_key(argv)
+        except Exception as err:  # the config file itself does not load
+            message = f"config {_config_file(argv)!r} does not load: {err}"
+    except Exception as err:  # get_config() raised, or the file does not load
+        detail = str(err).strip().splitlines()
+        message = f"config {_config_file(argv)!r} does not load: " + " ".join(
+            line.strip() for line in detail[-2:] if line.strip())
     print(f"genjax: error: {message}", file=sys.stderr)
     sys.exit(2)
 

@@ -47,12 +47,13 @@ def make_config(model: str, dataset: str, *, seed: int = 0, model_kwargs=None, t
     return config
 
 
-# (image_shape, num_levels) of the datasets the autoregressive configs name.
+# (image_shape, num_levels) of the datasets the autoregressive configs name (the embedded
+# ones are checked against their DatasetInfo in tests/test_configs.py).
 IMAGE_DATASETS = {
     "binarized_digits": ((16, 16, 1), 2),
     "digits": ((8, 8, 1), 17),
     "digits16": ((16, 16, 1), 256),
-    "shapes": ((32, 32, 1), 2),
+    "shapes": ((32, 32, 1), 256),
     "mnist": ((28, 28, 1), 256),
     "binarized_mnist": ((28, 28, 1), 2),
     "cifar10": ((32, 32, 3), 256),

@@ -131,3 +131,44 @@ def test_sample_with_a_prompt(tmp_path):
     assert proc.returncode == 1 and "does not take --top_k" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    # --cond is refused by a caption model (before any compile), with the way out named.
+    proc = genjax("sample", f"--workdir={workdir}", "--cond=3", check=False)
+    assert proc.returncode == 1 and "text-conditioned" in proc.stderr and "--prompt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    # A step that was never saved: the saved steps are listed.
+    proc = genjax("sample", f"--workdir={vqvae}", "--step=7", check=False)
+    assert proc.returncode == 1 and "no checkpoint of step 7" in proc.stderr
+    assert "saved steps: 2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_the_commands_and_each_command_its_flags():
+    proc = genjax("--help")
+    for command in ("train", "sample", "eval"):
+        assert f"\n  {command} " in proc.stdout
+    proc = genjax("train", "--help")
+    assert "--config" in proc.stdout and "--workdir" in proc.stdout
+    assert "example:" in proc.stdout and "genjax train --config" in proc.stdout
+    proc = genjax("sample", "--help")
+    assert "--cond" in proc.stdout and "in turn" in proc.stdout and "--prompt" in proc.stdout
+    assert "--config" not in proc.stdout
+    proc = genjax("eval", "--help")
+    assert "--real" in proc.stdout and "--fake" in proc.stdout
+
+
+def test_config_errors_are_one_line_with_or_without_an_argument(tmp_path):
+    pixelcnn = os.path.join(ROOT, "configs", "pixelcnn.py")
+    cases = [
+        ([f"--config={pixelcnn}:digits16", "--config.training.num_step=3"],
+         "valid keys of config.training"),
+        ([f"--config={pixelcnn}:no_such_data"], "unknown dataset 'no_such_data'"),
+        ([f"--config={tmp_path / 'missing.py'}"], "does not load"),
+        ([f"--config={CONFIG}", "--config.eval.sample_batch_size=0"],
+         "eval.sample_batch_size must be positive"),
+        ([f"--config={CONFIG}", "--config.training.snapshot_every=3"],
+         "must be a multiple of training.checkpoint_every"),
+    ]
+    for args, message in cases:
+        proc = genjax("train", f"--workdir={tmp_path / 'w'}", *args, check=False)
+        assert proc.returncode in (1, 2) and message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -58,7 +58,7 @@ AUTOREGRESSIVE = ["fvsbn", "nade", "made", "pixelcnn", "gated_pixelcnn", "wavene
                   "pixel_transformer"]
 
 
-@pytest.mark.parametrize("dataset", ["binarized_digits", "digits", "digits16"])
+@pytest.mark.parametrize("dataset", ["binarized_digits", "digits", "digits16", "shapes"])
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)
 def test_autoregressive_configs_take_the_dataset(name, dataset):
     config = load_sibling(os.path.join(ROOT, "configs", "x.py"), name, dataset)
@@ -90,3 +90,11 @@ def test_pixelcnnpp_rgb_config_trains_on_mock_cifar10(tmp_path):
     metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert len(metrics) == 2 and all(np.isfinite(m["bpd"]) for m in metrics)
     assert (tmp_path / "run" / "samples" / "step_0000002.png").exists()
+
+
+def test_the_dataset_table_of_the_autoregressive_configs_matches_the_data():
+    from genjax.configs import IMAGE_DATASETS
+
+    for name in set(IMAGE_DATASETS) & set(gdata.list_datasets()):
+        _, info = gdata.load(name, "train", 8)
+        assert IMAGE_DATASETS[name] == (tuple(info.shape), info.num_levels), name

@@ -114,6 +114,14 @@ class GlowConfig(FlowConfig):
     conv1x1: str = "lu"
     preprocess: str = "shift"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.conv1x1 == "none":
+            raise ValueError(
+                "model.conv1x1 = 'none' would make every Glow coupling transform the same "
+                "channel half (Glow permutes channels with its 1x1 convolutions); use 'lu' or "
+                "'plain', or RealNVP (model.name = 'realnvp'), which alternates the halves")
+
 
 class Flow:
     """A normalizing flow following the genjax protocol; subclasses give ``layers()``.

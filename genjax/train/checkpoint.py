@@ -74,6 +74,12 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.latest_dir}")
+        saved = sorted(set(self.latest.all_steps()) | set(self.snapshots.all_steps()))
+        if step not in saved:
+            raise CheckpointError(
+                f"no checkpoint of step {step} in {os.path.dirname(self.latest_dir)}; saved "
+                f"steps: {', '.join(map(str, saved)) or 'none'} (the latest, plus snapshots "
+                "every training.snapshot_every steps)")
         manager = self.latest if step in self.latest.all_steps() else self.snapshots
         try:
             restored = manager.restore(step, args=ocp.args.Composite(

@@ -41,6 +41,14 @@ class TrainConfig:
                 )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"training.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.snapshot_every % self.checkpoint_every:
+            raise ValueError(
+                f"training.snapshot_every = {self.snapshot_every} must be a multiple of "
+                f"training.checkpoint_every = {self.checkpoint_every} (snapshots are taken at "
+                "checkpoints)")
+        for name in ("snapshot_every", "sample_every", "num_sample_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"training.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +95,14 @@ class EvalConfig:
     iwae_samples: int = 0           # K for bound-based families (0 = the model's default)
     num_samples: int = 1000         # samples for FID/KID/IS/precision-recall (0 = skip)
     sample_batch_size: int = 250    # samples per jitted sampling call
+
+    def __post_init__(self):
+        for name in ("batch_size", "sample_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
+        for name in ("num_examples", "iwae_samples", "num_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def from_config(config) -> tuple[TrainConfig, OptimizerConfig, EvalConfig]:

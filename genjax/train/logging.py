@@ -10,7 +10,8 @@ class MetricsWriter:
     """Appends ``{"step": s, **metrics}`` lines to ``workdir/metrics.jsonl``.
 
     On resume from step s, lines written after s by the interrupted run are
-    dropped first, so the file reads as one uninterrupted run.
+    dropped first, so the file reads as one uninterrupted run; so is a torn last
+    line (a hard kill in the middle of a write).
     """
 
     def __init__(self, workdir: str, resume_step: int = 0):
@@ -28,8 +29,12 @@ class MetricsWriter:
     def _truncate_after(self, step: int) -> None:
         if not os.path.exists(self.path):
             return
+        kept = []
         with open(self.path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            for line in f:
+                record = _parse(line)
+                if record is not None and record["step"] <= step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
         with open(self.path, "w") as f:
             f.writelines(kept)
 
@@ -47,6 +52,18 @@ class MetricsWriter:
             self._tb.close()
 
 
+def _parse(line: str) -> dict | None:
+    """A metrics line, or None for a blank or torn one."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
 def read_metrics(workdir: str) -> list[dict]:
+    """The lines of ``metrics.jsonl`` (a torn last line, from a hard kill, is skipped)."""
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [r for r in map(_parse, f) if r is not None]

@@ -13,6 +13,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -31,6 +32,12 @@ log = logging.getLogger("genjax")
 
 class NonFiniteLossError(FloatingPointError):
     """A metric became NaN or inf; training stopped and no checkpoint was written after it."""
+
+
+@jax.jit
+def all_finite(metrics) -> jax.Array:
+    """Whether every metric of a call is finite (a scalar; the trainer reads it each call)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in jax.tree.leaves(metrics)]))
 
 
 def check_data_matches_model(model, info) -> None:
@@ -159,11 +166,15 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         if not finite.all():
             i = int(np.argmin(finite))
             bad = ", ".join(f"{k}={v[i]}" for k, v in stacked.items() if not np.isfinite(v[i]))
+            if last_saved is None:
+                kept = ("No checkpoint was written yet, so rerunning the same command starts "
+                        "from scratch")
+            else:
+                kept = (f"The last good checkpoint (step {last_saved}) in {ckpt.latest_dir} is "
+                        "intact; rerunning the same command resumes from it")
             raise NonFiniteLossError(
-                f"non-finite metrics at step {first + i + 1} ({bad}); training stopped. "
-                f"The last good checkpoint (step {last_saved}) in {ckpt.latest_dir} is intact: "
-                "lower the learning rate or set optimizer.grad_clip, then rerun the same "
-                "command to resume from it."
+                f"non-finite metrics at step {first + i + 1} ({bad}); training stopped there. "
+                f"{kept}: lower the learning rate or set optimizer.grad_clip first."
             )
         now = time.perf_counter()
         means = {key: float(v.mean()) for key, v in stacked.items()}
@@ -192,7 +203,9 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
             pending.append(metrics)
             step += k
             bar.update(k)
-            if step % tcfg.log_every == 0:
+            # One scalar read back per call, so that training stops at the call that went
+            # non-finite (flush names the step and metric).
+            if step % tcfg.log_every == 0 or not bool(all_finite(metrics)):
                 flush()
             if step % tcfg.checkpoint_every == 0 or step == tcfg.num_steps:
                 save(snapshot=bool(tcfg.snapshot_every) and step % tcfg.snapshot_every == 0)

@@ -203,3 +203,9 @@ def test_bad_configs_are_rejected():
         _model("realnvp", preprocess="none")
     with pytest.raises(ValueError, match="(?i)unknown key"):
         _model("glow", num_steps=3)
+
+
+def test_glow_without_a_channel_permutation_is_refused():
+    with pytest.raises(ValueError, match="same channel half"):
+        _model("glow", conv1x1="none")
+    _model("realnvp", conv1x1="none")          # RealNVP alternates the halves itself

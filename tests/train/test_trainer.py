@@ -160,3 +160,72 @@ def test_config_json_round_trips(trained_tiny):
     loaded_config, model, loaded, _ = load_run(workdir)
     assert_trees_equal(loaded.ema_params, state.ema_params)
     assert model.config.image_shape == (8, 8, 1)
+
+
+def test_divergence_before_any_checkpoint_says_so_and_stops_at_once(tmp_path):
+    bad = tiny_vae_config(log_every=8, checkpoint_every=8, snapshot_every=0)
+    with bad.unlocked():
+        bad.optimizer.learning_rate = float("nan")
+    calls = {"n": 0}
+    real = trainer_lib._next_batches
+
+    def counted(it, k):
+        calls["n"] += 1
+        return real(it, k)
+
+    trainer_lib._next_batches = counted
+    try:
+        with pytest.raises(NonFiniteLossError, match="No checkpoint was written yet") as err:
+            train_and_evaluate(bad, str(tmp_path))
+    finally:
+        trainer_lib._next_batches = real
+    assert "at step 2 " in str(err.value) and "(step None)" not in str(err.value)
+    assert calls["n"] == 1          # the first call (steps 1-2) went non-finite: no more calls
+
+
+def test_resume_drops_a_torn_metrics_line(trained_tiny, tmp_path, monkeypatch):
+    config, _, reference = trained_tiny
+    workdir = str(tmp_path / "run")
+    _fail_after(monkeypatch, 3, RuntimeError("killed"))     # after step 6, saved at 4
+    with pytest.raises(RuntimeError, match="killed"):
+        train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 8, "loss": 1.2')            # killed in the middle of a write
+    assert [m["step"] for m in read_metrics(workdir)] == [2, 4, 6]
+    resumed = train_and_evaluate(config, workdir)
+    assert_trees_equal(resumed, reference)
+    assert [m["step"] for m in read_metrics(workdir)] == [2, 4, 6, 8]
+
+
+def test_a_step_that_was_never_saved_lists_the_saved_ones(trained_tiny):
+    _, workdir, _ = trained_tiny
+    with pytest.raises(CheckpointError, match=r"no checkpoint of step 3 .*saved steps: 4, 8"):
+        load_run(workdir, 3)
+
+
+def test_pretrained_workdirs_are_checked(trained_tiny, tmp_path):
+    from genjax.train.checkpoint import load_pretrained
+
+    _, workdir, _ = trained_tiny                      # a VAE of 8x8 digits
+    config, params = load_pretrained(workdir, kind="vae", image_shape=(8, 8, 1), role="x")
+    assert config["name"] == "vae" and "encoder" in params
+    with pytest.raises(CheckpointError, match="holds a 'vae' model, but a 'vqvae'"):
+        load_pretrained(workdir, kind="vqvae", role="config.model.vqvae_workdir")
+    with pytest.raises(CheckpointError, match=r"shape \(8, 8, 1\), but .* \(16, 16, 1\)"):
+        load_pretrained(workdir, kind="vae", image_shape=(16, 16, 1), role="x")
+    with pytest.raises(CheckpointError, match="not a trained genjax run"):
+        load_pretrained(str(tmp_path), kind="vae", role="x")
+    # A corrupt checkpoint: one line naming the step, not a raw orbax error.
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(workdir, broken)
+    latest = broken / "checkpoints" / "latest"
+    step = sorted(os.listdir(latest))[-1]
+    for root, _, files in os.walk(latest / step / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(CheckpointError, match=f"step {step} cannot be read"):
+        load_pretrained(str(broken), kind="vae", role="x")
