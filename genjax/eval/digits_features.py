@@ -14,6 +14,7 @@ scaled to [0, 1] by their levels and resized (bilinear) to 16x16.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 
 import flax.linen as nn
@@ -50,14 +51,30 @@ def preprocess(images, num_levels: int) -> jax.Array:
     return x
 
 
-@functools.lru_cache(maxsize=1)
+def weights_digest(path: str | None = None) -> str:
+    """The first 16 hex digits of the SHA-256 of the weights file (default: ``WEIGHTS``):
+    the key of every cache of these weights or of features computed with them."""
+    h = hashlib.sha256()
+    with open(path or WEIGHTS, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def load_params():
-    """The shipped weights (raises FileNotFoundError with the retrain command if absent)."""
+    """The shipped weights (raises FileNotFoundError with the retrain command if absent);
+    read again whenever the file changes (a retrain)."""
     if not os.path.exists(WEIGHTS):
         raise FileNotFoundError(f"{WEIGHTS} is missing: run "
                                 "`python -m genjax.eval.digits_features --retrain`")
+    return _load_params(WEIGHTS, weights_digest())
+
+
+@functools.lru_cache(maxsize=2)
+def _load_params(path: str, digest: str):
+    del digest          # the cache key: a new file is read again
     template = DigitsClassifier().init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
-    with open(WEIGHTS, "rb") as f:
+    with open(path, "rb") as f:
         return serialization.from_bytes(template, f.read())
 
 

@@ -5,7 +5,9 @@ classifier (:mod:`genjax.eval.digits_features`): FID, KID, Inception Score
 (over its 10 classes), improved precision/recall, and, for class-conditional
 models, the accuracy with which samples asked for class c are classified as c.
 Reference statistics of a split are cached under ``~/.cache/genjax`` (or
-``$GENJAX_CACHE``), keyed by dataset and split.
+``$GENJAX_CACHE``), keyed by dataset, split and the feature network's weights
+(so ``python -m genjax.eval.digits_features --retrain`` is never served stale
+features).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def cache_dir() -> str:
 
 
 def reference_features(dataset: str, split: str, num_levels: int, data_dir=None) -> np.ndarray:
-    """Digits features of every image of ``split``, cached on disk as .npz."""
-    path = os.path.join(cache_dir(), "features", f"{dataset}_{split}_digits_features.npz")
+    """Digits features of every image of ``split``, cached on disk as .npz, keyed by the
+    dataset, the split and the classifier's weights."""
+    key = digits_features.weights_digest()
+    path = os.path.join(cache_dir(), "features",
+                        f"{dataset}_{split}_digits_features_{key}.npz")
     if os.path.exists(path):
         return np.load(path)["features"]
     it, _ = gdata.load(dataset, split, 512, shuffle=False, num_epochs=1, drop_remainder=False,

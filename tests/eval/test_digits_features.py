@@ -54,3 +54,26 @@ def test_preprocess_rejects_colour_and_resizes():
     with pytest.raises(ValueError, match=r"\[B, H, W, 1\]"):
         df.preprocess(np.zeros((2, 8, 8, 3), np.uint8), 256)
     assert df.preprocess(np.zeros((2, 8, 8, 1), np.uint8), 17).shape == (2, 16, 16, 1)
+
+
+def test_reference_cache_is_keyed_by_the_classifier_weights(tmp_path, monkeypatch):
+    """After a retrain (new weights file) the cached reference features are not reused."""
+    import jax
+    from flax import serialization
+
+    from genjax.eval import digits_features, samples
+
+    monkeypatch.setenv("GENJAX_CACHE", str(tmp_path / "cache"))
+    first = samples.reference_features("digits", "test", 17)
+    retrained = jax.tree.map(lambda w: w + 0.05, digits_features.load_params())
+    weights = tmp_path / "retrained.msgpack"
+    weights.write_bytes(serialization.to_bytes(retrained))
+    monkeypatch.setattr(digits_features, "WEIGHTS", str(weights))
+    calls = []
+    real = digits_features.features_and_probs
+    monkeypatch.setattr(digits_features, "features_and_probs",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = samples.reference_features("digits", "test", 17)
+    assert calls == [1]                      # recomputed, not served from the old entry
+    assert not np.allclose(again, first)     # features of the new weights
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
