@@ -14,3 +14,8 @@ Nothing heavy happens at import: subpackages are imported on use.
 """
 
 __version__ = "0.1.0"
+
+# The repository the notebooks' set-up cell installs from on Colab (pip "git+" URL; a fork
+# or "...@branch" works too). Run from a checkout, a notebook installs that checkout
+# instead. Every notebook's set-up cell holds this value (checked by the tests).
+COLAB_REPO = "https://github.com/genjax/genjax"

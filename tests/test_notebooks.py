@@ -85,3 +85,31 @@ def test_notebook_runs_tiny(path, kernel_env):
             f"{path.name} printed no 'bits/dim ({needle} ...): <value>' line:\n{text}"
     for needle in PRINTED.get(path.name, []):
         assert needle in text, f"{path.name} did not print {needle!r}:\n{text}"
+
+
+def _setup_cell(path) -> str:
+    cell = nbformat.read(path, as_version=4).cells[1]
+    assert cell.cell_type == "code" and cell.source.startswith("# Set-up"), path
+    return cell.source
+
+
+def test_setup_cell_installs_the_local_checkout_or_the_one_colab_repo(tmp_path, monkeypatch):
+    import importlib.util
+    import subprocess
+
+    import genjax
+
+    sources = {_setup_cell(p) for p in NOTEBOOKS}
+    assert len(sources) == 1                               # one set-up cell everywhere
+    cell = sources.pop()
+    assert f'"{genjax.COLAB_REPO}"' in cell                # the one documented constant
+    calls = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(subprocess, "check_call", calls.append)
+    monkeypatch.delenv("GENJAX_REPO", raising=False)
+    monkeypatch.chdir(COLABS)                              # run locally, from a checkout
+    exec(cell, {})
+    assert calls[-1][-1] == str(COLABS.parent)
+    monkeypatch.chdir(tmp_path)                            # no checkout around: Colab
+    exec(cell, {})
+    assert calls[-1][-1] == f"git+{genjax.COLAB_REPO}"
