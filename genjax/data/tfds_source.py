@@ -110,6 +110,11 @@ def load_tfds(name: str, split: str, data_dir: str | None) -> tuple[Getter, Data
         raise ValueError(f"tfds dataset {name!r} has images of varying shape {shape}")
     if len(shape) == 2:
         shape += (1,)
+    dtype = np.dtype(getattr(features[image_key], "np_dtype", np.uint8))
+    if dtype != np.uint8:
+        raise ValueError(
+            f"tfds dataset {name!r} stores {dtype} images; genjax models 8-bit images "
+            "(uint8) and does not cast (a cast would clip levels)")
     has_label = "label" in features
     source = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
 

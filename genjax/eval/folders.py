@@ -40,6 +40,9 @@ from genjax.eval import digits_features, inception
 from genjax.eval.samples import cache_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# PIL modes of more than 8 bits per channel: refused rather than clipped to 8 bits.
+WIDE_MODES = {"I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I;16N": "16-bit",
+              "I": "32-bit integer", "F": "32-bit float"}
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 FEATURES = ("auto", "digits", "inception")
 MIN_IMAGES = 4                 # precision/recall with k = 3 needs more than 3 per set
@@ -112,6 +115,11 @@ def scan_folder(path: str) -> ImageFolder:
                 size, mode = image.size, image.mode
         except (OSError, UnidentifiedImageError) as err:
             raise FolderError(f"cannot read {os.path.join(path, name)}: {err}") from None
+        if mode in WIDE_MODES:
+            raise FolderError(
+                f"{os.path.join(path, name)} has {WIDE_MODES[mode]} pixels (PIL mode {mode!r}); "
+                "the metrics read 8-bit images: save the images as 8-bit PNG or JPEG (for "
+                "16-bit data, scale by 255 / 65535 and round) so that no level is clipped")
         if first_size is None:
             first_size = (size, name)
         elif size != first_size[0]:

@@ -147,3 +147,13 @@ def test_clear_errors_for_bad_folders(tmp_path, files, message):
                 Image.new("L", content).save(path / name)
     with pytest.raises(folders.FolderError, match=message):
         folders.scan_folder(str(path))
+
+
+def test_16_bit_images_are_refused_not_clipped(tmp_path):
+    from PIL import Image
+
+    for i in range(folders.MIN_IMAGES):
+        pixels = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + i)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")     # PIL mode I;16
+    with pytest.raises(folders.FolderError, match="16-bit pixels"):
+        folders.scan_folder(str(tmp_path))
