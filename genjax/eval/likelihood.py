@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from genjax.core.likelihoods import bits_per_dim
+from genjax.models.protocol import check_batch
 
 
 def nll_on_split(model, params, batches, rng, *, max_examples: int = 0, **log_prob_kwargs):
@@ -24,6 +25,7 @@ def nll_on_split(model, params, batches, rng, *, max_examples: int = 0, **log_pr
             break
         if max_examples:
             batch = {k: v[: max_examples - seen] for k, v in batch.items()}
+        check_batch(model, batch)        # on the host: inside jit it cannot be checked
         out.append(-np.asarray(log_prob(params, batch, jax.random.fold_in(rng, i)), np.float64))
         seen += len(out[-1])
     return np.concatenate(out)

@@ -51,7 +51,7 @@ from genjax.core.masks import made_masks
 from genjax.core.random import device_key, init_key
 from genjax.nn.masked import (FVSBNNetwork, GatedPixelCNN, MADENetwork, NADENetwork, PixelCNN,
                               WaveNet)
-from genjax.models.protocol import Capabilities
+from genjax.models.protocol import Capabilities, check_batch
 from genjax.nn.transformer import CausalTransformer
 
 _OUTPUTS = ("auto", "categorical", "mixture")
@@ -227,6 +227,7 @@ class _Autoregressive:
 
     def log_prob(self, params, batch: dict, rng: jax.Array | None = None) -> jax.Array:
         """Exact log p(x) in nats per example [B] (``rng`` is unused)."""
+        check_batch(self, batch)
         levels = jnp.asarray(batch["image"])
         out = self._apply(params, self._inputs(levels.astype(jnp.int32)), self._label(batch))
         return jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
@@ -349,6 +350,7 @@ class MADE(_Dense):
 
     def log_prob(self, params, batch, rng=None):
         """Exact log p(x) [B]: with M orderings, log (1/M) sum_m p_m(x)."""
+        check_batch(self, batch)
         levels = jnp.asarray(batch["image"])
         inputs, units = self._inputs(levels.astype(jnp.int32)), self._units(levels)
 

@@ -50,7 +50,8 @@ from genjax.core import conditioning as cnd
 from genjax.core import diffusion as dm
 from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
-from genjax.models.protocol import DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule
+from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
+                                    check_batch)
 from genjax.nn.unet import MLPScoreNet, UNet
 
 _SCHEDULES = {"linear": dm.linear_beta_schedule, "cosine": dm.cosine_beta_schedule,
@@ -300,6 +301,7 @@ class DDPM:
     def log_prob(self, params, batch: dict, rng: jax.Array):
         """Variational lower bound on log p(x) in nats per example [B] (see module doc);
         all T terms, one network call per timestep (``lax.map``)."""
+        check_batch(self, batch)
         c = self.config
         if not self.is_image:
             raise ValueError("log_prob: the variational bound needs discrete images "

@@ -59,7 +59,7 @@ from genjax.core import bijectors as bj
 from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
-from genjax.models.protocol import Capabilities
+from genjax.models.protocol import Capabilities, check_batch
 from genjax.nn.flows import MultiScaleFlow
 
 
@@ -206,6 +206,7 @@ class Flow:
     def log_prob(self, params, batch: dict, rng: jax.Array) -> jax.Array:
         """log p in nats per example [B]: images, log p(y) - D log L at one dequantized
         y (a log-probability of the discrete levels); points, the exact log-density."""
+        check_batch(self, batch)
         data = batch[self.config.data_key]
         y, ld_deq = self.dequantize(rng, data)
         z, ld = self.forward(params, y, self._labels(batch, data.shape[0]))

@@ -31,6 +31,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import jax
+import numpy as np
 
 Params = Any
 Batch = Mapping[str, Any]
@@ -225,3 +226,31 @@ def update_rule(model) -> UpdateRule:
     loss = model.loss_and_stats if state else model.loss
     return UpdateRule(groups={DEFAULT_GROUP: None},
                       phases=(Phase(DEFAULT_GROUP, loss, with_stats=state),))
+
+
+def check_batch(model, batch: Batch) -> None:
+    """Raise ``ValueError`` when a batch cannot be data of ``model``: images of another
+    shape, not integer levels, or levels outside 0..num_levels-1 (a likelihood would
+    clip them and return a wrong number). Runs on concrete arrays only (numpy, or jax
+    arrays outside ``jit``; traced values pass unchecked): the trainer and ``genjax
+    eval`` call it on every host batch, and each family's ``log_prob`` on its input."""
+    config = model.config
+    key = getattr(config, "data_key", "image")
+    if key != "image" or key not in batch or isinstance(batch[key], jax.core.Tracer):
+        return
+    images = batch[key]
+    shape = tuple(getattr(config, "image_shape", ()) or ())
+    if shape and tuple(images.shape[1:]) != shape:
+        raise ValueError(f"batch['image'] has examples of shape {tuple(images.shape[1:])}, "
+                         f"but this model's image_shape is {shape}")
+    dtype = np.dtype(images.dtype)
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"batch['image'] must hold integer levels (uint8), got {dtype}; "
+                         "models scale and dequantize the levels themselves")
+    levels = getattr(config, "num_levels", 0)
+    if levels:
+        values = np.asarray(images)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high >= levels:
+            raise ValueError(f"batch['image'] has levels in [{low}, {high}], outside this "
+                             f"model's 0..{levels - 1} (config.model.num_levels = {levels})")

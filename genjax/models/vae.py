@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.variational import importance_weighted_bound
-from genjax.models.protocol import Capabilities
+from genjax.models.protocol import Capabilities, check_batch
 from genjax.nn.autoencoder import ConvDecoder, ConvEncoder
 
 _DECODERS = {"bernoulli": 1, "logistic": 2, "gaussian": 2}  # parameters per sub-pixel
@@ -217,6 +217,7 @@ class VAE:
     def log_prob(self, params, batch: dict, rng: jax.Array, num_samples: int | None = None):
         """Importance-weighted lower bound L_K on log p(x), nats per example [B]
         (K = ``num_samples`` or the config's ``iwae_samples``). A bound, not exact."""
+        check_batch(self, batch)
         k = num_samples or self.config.iwae_samples
         return importance_weighted_bound(self.log_weights(params, batch, rng, k), axis=0)
 

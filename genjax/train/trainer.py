@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from genjax import data as gdata
 from genjax import models
-from genjax.models.protocol import update_rule
+from genjax.models.protocol import check_batch, update_rule
 from genjax.train import step as step_lib
 from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract
 from genjax.train.config import from_config
@@ -96,7 +96,9 @@ def initial_state(config, model, optimizer, info) -> TrainState:
     """Params initialised on the first training batch (same seed, a separate iterator)."""
     first, _ = gdata.load(info.name, "train", 8, shuffle=True, seed=config.seed,
                           **_data_kwargs(config))
-    return init_state(model, optimizer, jax.random.key(config.seed), next(first))
+    batch = next(first)
+    check_batch(model, batch)            # dtype, shape and levels against the model
+    return init_state(model, optimizer, jax.random.key(config.seed), batch)
 
 
 def load_run(workdir: str, step: int | None = None):

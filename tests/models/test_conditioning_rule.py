@@ -129,3 +129,21 @@ def test_core_rules():
     expected = np.exp(lp_c) ** (1 + w) / np.exp(lp_u) ** w
     np.testing.assert_allclose(jax.nn.softmax(cnd.guided_logits(lp_c, lp_u, w)),
                                expected / expected.sum(), rtol=1e-5)
+
+
+def test_batches_are_checked_against_the_model():
+    """Levels outside 0..L-1, float images or another shape are errors, not clipped numbers."""
+    model, params = _model_and_params("gated_pixelcnn", FAMILIES["gated_pixelcnn"][1], 0)
+    good = _batch()
+    assert np.isfinite(model.log_prob(params, good)).all()
+    bad_level = dict(good, image=np.full_like(good["image"], 17))
+    with pytest.raises(ValueError, match=r"levels in \[17, 17\], outside this model's 0..16"):
+        model.log_prob(params, bad_level)
+    with pytest.raises(ValueError, match="integer levels"):
+        model.log_prob(params, dict(good, image=good["image"].astype(np.float32)))
+    with pytest.raises(ValueError, match="image_shape"):
+        model.log_prob(params, dict(good, image=np.zeros((2, 16, 16, 1), np.uint8)))
+    from genjax.eval.likelihood import nll_on_split
+
+    with pytest.raises(ValueError, match="outside this model's"):
+        nll_on_split(model, params, [bad_level], jax.random.key(0))
