@@ -58,6 +58,9 @@ IMAGE_DATASETS = {
     "binarized_mnist": ((28, 28, 1), 2),
     "cifar10": ((32, 32, 3), 256),
 }
+# Label classes of those datasets (a class-conditional config conditions on all of them).
+DATASET_CLASSES = {"binarized_digits": 10, "digits": 10, "digits16": 10, "shapes": 3,
+                   "mnist": 10, "binarized_mnist": 0, "cifar10": 10}
 
 
 def autoregressive_config(model: str, dataset: str, *, model_kwargs=None, training=None,
@@ -69,13 +72,18 @@ def autoregressive_config(model: str, dataset: str, *, model_kwargs=None, traini
         raise ValueError(f"unknown dataset {dataset!r} for this config; "
                          f"choose one of {sorted(IMAGE_DATASETS)}")
     shape, levels = IMAGE_DATASETS[dataset]
+    model_kwargs = dict(model_kwargs or {})
+    if model_kwargs.get("num_classes"):          # class-conditional: the dataset's classes
+        if not DATASET_CLASSES[dataset]:
+            raise ValueError(f"{model} is class-conditional here, but {dataset!r} has no labels")
+        model_kwargs["num_classes"] = DATASET_CLASSES[dataset]
     train = dict(log_every=100, checkpoint_every=1000, sample_every=1000,
                  num_sample_images=64, ema_decay=0.999)
     train.update(training or {})
     # Sequential samplers are slow on a CPU: 500 samples for FID by default.
     kwargs.setdefault("eval", dict(num_samples=500))
     return make_config(model, dataset,
-                       model_kwargs=dict(model_kwargs or {}, image_shape=shape, num_levels=levels),
+                       model_kwargs=dict(model_kwargs, image_shape=shape, num_levels=levels),
                        training=train, **kwargs)
 
 

@@ -95,6 +95,9 @@ def test_pixelcnnpp_rgb_config_trains_on_mock_cifar10(tmp_path):
 def test_the_dataset_table_of_the_autoregressive_configs_matches_the_data():
     from genjax.configs import IMAGE_DATASETS
 
+    from genjax.configs import DATASET_CLASSES
+
     for name in set(IMAGE_DATASETS) & set(gdata.list_datasets()):
         _, info = gdata.load(name, "train", 8)
         assert IMAGE_DATASETS[name] == (tuple(info.shape), info.num_levels), name
+        assert DATASET_CLASSES[name] == (info.num_classes or 0), name

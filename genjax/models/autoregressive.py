@@ -368,15 +368,25 @@ class MADE(_Dense):
         return -jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
 
     def _sample_loop(self, params, rng, units, known, label, **unused):
-        """Samples with the network and order of one drawn ordering m: each sample is
-        then exactly from the mixture (the samples of one call share m)."""
-        m = jax.random.randint(jax.random.fold_in(rng, self.num_units), (), 0,
-                               self.config.num_orderings)
-        natural = self.config.num_orderings == 1 and self.config.ordering == "natural"
-        return super()._sample_loop(
-            params, rng, units, known, label,
-            apply=lambda p, x, lab: self._apply(p, x, lab, m),
-            order=None if natural else jnp.asarray(self.orders)[m])
+        """Samples from the mixture (1/M) sum_m p_m: each sample draws its own ordering m_i.
+        The chain runs once per ordering over the whole batch (M runs; M is small) and
+        sample i keeps the run of its m_i, so the samples of one call are independent
+        draws from the mixture (not all from one drawn p_m)."""
+        num = self.config.num_orderings
+        natural = num == 1 and self.config.ordering == "natural"
+
+        def run(m):
+            return super(MADE, self)._sample_loop(
+                params, rng, units, known, label,
+                apply=lambda p, x, lab: self._apply(p, x, lab, m),
+                order=None if natural else jnp.asarray(self.orders)[m])
+
+        if num == 1:
+            return run(0)
+        runs = jax.lax.map(run, jnp.arange(num))                      # [M, N, ...]
+        pick = jax.random.randint(jax.random.fold_in(rng, self.num_units), (units.shape[0],),
+                                  0, num)
+        return runs[pick, jnp.arange(units.shape[0])]
 
 
 class _Conv(_Autoregressive):

@@ -2,6 +2,8 @@
 
 import math
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +28,8 @@ def test_independent_pixel_bpd_uniform_data_is_log2_levels():
 
 class _Fixed:
     """log p(x) = -(sum of pixel values): a protocol stand-in with a known answer."""
+
+    config = types.SimpleNamespace(image_shape=(1, 1, 1), num_levels=256)
 
     def log_prob(self, params, batch, rng):
         return -jnp.sum(batch["image"].astype(jnp.float32), axis=(1, 2, 3))

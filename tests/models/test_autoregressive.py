@@ -49,11 +49,24 @@ def _all_images(shape, levels):
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_probabilities_sum_to_one_on_2x2_binary(name):
+def test_probabilities_sum_to_one_and_the_sampler_draws_them_on_2x2_binary(name):
+    """exp(log_prob) over all 16 images sums to 1, and the frequencies of 4000 samples
+    match it (chi-square); the same counts against the uniform law are rejected, so the
+    test can tell a wrong sampler."""
+    from scipy import stats
+
     model = build(name)
     params = _init(model, (2, 2, 1))
-    logp = jax.jit(model.log_prob)(params, {"image": _all_images((2, 2, 1), 2)})
+    images = _all_images((2, 2, 1), 2)
+    logp = jax.jit(model.log_prob)(params, {"image": images})
     np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(logp)), 1.0, atol=1e-5)
+    n = 4000
+    samples = np.asarray(jax.jit(model.sample, static_argnums=2)(params, jax.random.key(7), n))
+    index = samples.reshape(n, -1).astype(np.int64) @ (2 ** np.arange(3, -1, -1))
+    counts = np.bincount(index, minlength=16)
+    p = np.exp(np.asarray(logp, np.float64))
+    assert stats.chisquare(counts, n * p / p.sum()).pvalue > 1e-3
+    assert stats.chisquare(counts, np.full(16, n / 16)).pvalue < 1e-6
 
 
 @pytest.mark.parametrize("name", ["fvsbn", "nade", "made",
