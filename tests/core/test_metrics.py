@@ -89,3 +89,23 @@ def test_precision_recall_identical_and_disjoint_sets():
     half = rng.normal(size=(300, 5))
     precision, recall = precision_recall(modes, half, k=3)
     assert precision > 0.9 and 0.3 < recall < 0.7
+
+
+def test_kid_equals_a_brute_force_unbiased_mmd2_with_the_cubic_kernel():
+    """Subsets as large as both sets (so every subset is the whole set): KID is the unbiased
+    MMD^2 of Binkowski et al. with k(a, b) = (a.b / d + 1)^3, written here as explicit
+    sums over distinct pairs."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 3)), rng.normal(0.3, 1.2, size=(6, 3))
+    d, m = x.shape[1], len(x)
+
+    def k(a, b):
+        return (sum(a[i] * b[i] for i in range(d)) / d + 1.0) ** 3
+
+    pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
+    expected = (sum(k(x[i], x[j]) for i, j in pairs) / len(pairs)
+                + sum(k(y[i], y[j]) for i, j in pairs) / len(pairs)
+                - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m ** 2)
+    kid, std = kernel_inception_distance(x, y, num_subsets=2, subset_size=m)
+    np.testing.assert_allclose(kid, expected, rtol=1e-12)
+    assert std < 1e-12                        # both subsets are the whole sets
