@@ -191,3 +191,54 @@ def test_latent_diffusion_on_a_trained_vae(trained_tiny):
     assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(grads["net"]))
     x = model.sample(params, jax.random.key(2), 3)
     assert x.shape == (3, 8, 8, 1) and x.dtype == jnp.uint8 and int(x.max()) <= 16
+
+
+@pytest.mark.slow
+def test_variational_bound_equals_an_independent_float64_computation():
+    """log_prob against the bound written out in numpy float64 from the betas alone:
+    sum_t KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) + the discretized Gaussian decoder
+    + KL(q(x_T | x_0) || N(0, I)), with the same noise and the same network outputs."""
+    from scipy import stats
+
+    levels, T = 17, 4
+    config = tiny_ddpm_config("digits", image_shape=(4, 4, 1), num_levels=levels,
+                              num_timesteps=T, channel_mults=(1,), attention_resolutions=(),
+                              clip_x0=False, variance="small", sample_steps=2)
+    model = build(config.model)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, levels, (3, 4, 4, 1)).astype(np.uint8)
+    params = _perturbed(_init(model, {"image": images, "label": np.zeros(3, np.int32)}))
+    key = jax.random.key(5)
+    got = np.asarray(jax.jit(model.log_prob)(params, {"image": images}, key), np.float64)
+    apply = jax.jit(model._apply)
+
+    betas = np.asarray(model.schedule.betas, np.float64)
+    ab = np.cumprod(1.0 - betas)
+    ab_prev = np.append(1.0, ab[:-1])
+    x0 = 2.0 * images.astype(np.float64) / (levels - 1) - 1.0
+    half_bin = 1.0 / (levels - 1)
+    keys = jax.random.split(key, T)
+    total = np.zeros(len(images))
+    for t in range(T):
+        eps = np.asarray(jax.random.normal(keys[t], x0.shape), np.float64)
+        x_t = np.sqrt(ab[t]) * x0 + np.sqrt(1 - ab[t]) * eps
+        out = apply(params, jnp.asarray(x_t, jnp.float32), jnp.full((3,), t), None)
+        eps_hat = np.asarray(out, np.float64)
+        x0_hat = (x_t - np.sqrt(1 - ab[t]) * eps_hat) / np.sqrt(ab[t])
+        c1 = betas[t] * np.sqrt(ab_prev[t]) / (1 - ab[t])
+        c2 = (1 - ab_prev[t]) * np.sqrt(1 - betas[t]) / (1 - ab[t])
+        mean_p = c1 * x0_hat + c2 * x_t
+        if t == 0:      # decoder: variance beta_tilde_1 (the clipped t = 0 entry)
+            var = betas[1] * (1 - ab[0]) / (1 - ab[1])
+            sd = np.sqrt(var)
+            upper = np.where(images == levels - 1, np.inf, x0 + half_bin)
+            lower = np.where(images == 0, -np.inf, x0 - half_bin)
+            p = stats.norm.cdf((upper - mean_p) / sd) - stats.norm.cdf((lower - mean_p) / sd)
+            total += -np.log(p).reshape(3, -1).sum(1)
+        else:
+            var = betas[t] * (1 - ab_prev[t]) / (1 - ab[t])
+            mean_q = c1 * x0 + c2 * x_t
+            total += ((mean_q - mean_p) ** 2 / (2 * var)).reshape(3, -1).sum(1)
+    m, v = np.sqrt(ab[-1]) * x0, 1 - ab[-1]
+    total += (0.5 * (v + m ** 2 - 1 - np.log(v))).reshape(3, -1).sum(1)
+    np.testing.assert_allclose(got, -total, rtol=2e-4)
