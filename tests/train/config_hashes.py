@@ -74,6 +74,26 @@ def config_for(name: str, tmp: str, *, full: bool = False):
     return config
 
 
+def machine_signature() -> str:
+    """What the bits depend on besides the code: XLA:CPU compiles for the host CPU (its
+    vector width and FMA change float rounding) and each jax release may fuse differently."""
+    import platform
+
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+        model = next((ln.split(":", 1)[1].strip() for ln in lines
+                      if ln.startswith("model name")), model)
+        flags = set(next((ln.split(":", 1)[1].split() for ln in lines
+                          if ln.startswith("flags")), []))
+    except OSError:
+        pass
+    vector = sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                             "avx512_bf16", "avx512_fp16", "amx_tile"})
+    return f"{platform.machine()} | {model} | {' '.join(vector)} | jax {jax.__version__}"
+
+
 def tree_hash(tree) -> str:
     h = hashlib.sha256()
     for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(tree),
@@ -107,6 +127,7 @@ if __name__ == "__main__":
     if "--write" in sys.argv:
         stored = json.load(open(FIXTURE)) if os.path.exists(FIXTURE) else {}
         stored.setdefault("full" if full else "tiny", {}).update(hashes)
+        stored["machine"] = machine_signature()
         with open(FIXTURE, "w") as f:
             json.dump(stored, f, indent=2, sort_keys=True)
             f.write("\n")
