@@ -67,6 +67,19 @@ def class_labels(cond, n: int, num_classes: int) -> jax.Array | None:
     return jnp.broadcast_to(jnp.asarray(cond, jnp.int32), (n,))
 
 
+def labels_of(batch_or_cond, n: int | None, num_classes: int) -> jax.Array | None:
+    """int32 labels of a class-conditional model, else None, from either a batch (a dict:
+    its ``label``, which a conditional model requires) or the ``cond`` of n samples
+    (:func:`class_labels`)."""
+    if isinstance(batch_or_cond, dict):
+        if not num_classes:
+            return None
+        if "label" not in batch_or_cond:
+            raise ValueError("this model is class-conditional: batches need 'label'")
+        return jnp.asarray(batch_or_cond["label"], jnp.int32)
+    return class_labels(batch_or_cond, n, num_classes)
+
+
 def null_labels(n: int, num_classes: int) -> jax.Array:
     """int32 [n] of the null class K (the "no condition" embedding of guidance)."""
     return jnp.full((n,), num_classes, jnp.int32)

@@ -177,16 +177,8 @@ class _Autoregressive:
         return {"net": self._init_net(init_key(rng), self._inputs(levels), self._label(batch))}
 
     def _label(self, batch_or_cond, n: int | None = None):
-        """int32 labels of a class-conditional model, else None: a batch's ``label``
-        (``n`` None), or the ``cond`` of n samples (None: the classes in turn,
-        :mod:`genjax.core.conditioning`)."""
-        if isinstance(batch_or_cond, dict):
-            if not self.config.num_classes:
-                return None
-            if "label" not in batch_or_cond:
-                raise ValueError("this model is class-conditional: batches need 'label'")
-            return jnp.asarray(batch_or_cond["label"], jnp.int32)
-        return cnd.class_labels(batch_or_cond, n, self.config.num_classes)
+        """Labels of a class-conditional model: a batch's, or the ``cond`` of n samples."""
+        return cnd.labels_of(batch_or_cond, n, self.config.num_classes)
 
     def _units(self, levels: jax.Array) -> jax.Array:
         """uint8 [B, H, W, C] -> int32 [B, U, unit_size]."""

@@ -162,11 +162,7 @@ class DDPM:
 
     def _labels(self, batch: dict):
         """The labels of a batch (class-conditional models), else None."""
-        if not self.config.num_classes:
-            return None
-        if "label" not in batch:
-            raise ValueError("this model is class-conditional: batches need 'label'")
-        return jnp.asarray(batch["label"], jnp.int32)
+        return cnd.labels_of(batch, None, self.config.num_classes)
 
     def _apply(self, params, x_t, t, y, *, train=False, rng=None):
         rngs = {"dropout": rng} if train and rng is not None else None

@@ -149,15 +149,8 @@ class Flow:
 
     # ----------------------------------------------------------------- data
     def _labels(self, batch_or_labels, n: int):
-        """int32 [n] labels of a conditional flow, else None: a batch's ``label``, or the
-        given ``cond`` (None: the classes in turn, :mod:`genjax.core.conditioning`)."""
-        if isinstance(batch_or_labels, dict):
-            if not self.config.num_classes:
-                return None
-            if "label" not in batch_or_labels:
-                raise ValueError("this flow is class-conditional: batches need 'label'")
-            return jnp.asarray(batch_or_labels["label"], jnp.int32)
-        return cnd.class_labels(batch_or_labels, n, self.config.num_classes)
+        """Labels of a conditional flow: a batch's, or the ``cond`` of n samples."""
+        return cnd.labels_of(batch_or_labels, n, self.config.num_classes)
 
     def _preprocess(self, y: jax.Array, reverse: bool = False):
         """Images: y in [0, 1) <-> flow input x (shift or logit), with log-det."""

@@ -86,17 +86,12 @@ class VAE:
 
     # ---------------------------------------------------------------- pieces
     def _cond(self, batch_or_labels, batch_size: int, *, generate: bool = False):
-        """One-hot labels [B, K] of a conditional VAE, else None. Labels come from a batch
-        dict or are given; without them, generation (``decode``, ``sample``) takes the
-        classes in turn (:mod:`genjax.core.conditioning`) and encoding is an error."""
-        labels = batch_or_labels
-        if isinstance(batch_or_labels, dict):
-            if not self.config.num_classes:
-                return None
-            labels = batch_or_labels.get("label")
-        if labels is None and not generate and self.config.num_classes:
+        """One-hot labels [B, K] of a conditional VAE, else None: a batch's, or given ones;
+        without them, generation (``decode``, ``sample``) takes the classes in turn
+        (:mod:`genjax.core.conditioning`) and encoding is an error."""
+        if batch_or_labels is None and not generate and self.config.num_classes:
             raise ValueError("this VAE is conditional: pass class labels (batch['label'] / cond)")
-        labels = cnd.class_labels(labels, batch_size, self.config.num_classes)
+        labels = cnd.labels_of(batch_or_labels, batch_size, self.config.num_classes)
         return None if labels is None else jax.nn.one_hot(labels, self.config.num_classes)
 
     def _scale(self, image: jax.Array) -> jax.Array:

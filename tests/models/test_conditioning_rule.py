@@ -147,3 +147,12 @@ def test_batches_are_checked_against_the_model():
 
     with pytest.raises(ValueError, match="outside this model's"):
         nll_on_split(model, params, [bad_level], jax.random.key(0))
+
+
+def test_labels_of_a_batch_or_a_condition():
+    batch = {"label": np.array([3, 1])}
+    np.testing.assert_array_equal(cnd.labels_of(batch, None, 10), [3, 1])
+    assert cnd.labels_of(batch, None, 0) is None           # unconditional: labels ignored
+    with pytest.raises(ValueError, match="batches need 'label'"):
+        cnd.labels_of({"image": np.zeros(2)}, None, 10)
+    np.testing.assert_array_equal(cnd.labels_of(None, 3, 2), [0, 1, 0])
