@@ -38,7 +38,7 @@ CONFIGS = {
 }
 
 
-def _tiny_pretrained(name: str, workdir: str, *, full: bool) -> str:
+def _tiny_pretrained(name: str, workdir: str) -> str:
     """A VAE (for ldm_digits) or VQ-VAE (token_prior_digits) trained 4 steps: the frozen part."""
     model_kwargs = (dict(latent_dim=4, channels=(8,), hidden_dim=32) if name == "vae_digits"
                     else dict(channels=(8,), num_codes=8, code_dim=4, dead_window=2))
@@ -65,11 +65,11 @@ def config_for(name: str, tmp: str, *, full: bool = False):
                            checkpoint_every=NUM_STEPS, snapshot_every=0, sample_every=0,
                            num_sample_images=0, progress=False)
     if config.model.get("autoencoder_workdir"):
-        config.model.autoencoder_workdir = _tiny_pretrained(
-            "vae_digits", os.path.join(tmp, "vae"), full=full)
+        config.model.autoencoder_workdir = _tiny_pretrained("vae_digits",
+                                                            os.path.join(tmp, "vae"))
     if config.model.get("vqvae_workdir"):
-        config.model.vqvae_workdir = _tiny_pretrained(
-            "vqvae_digits", os.path.join(tmp, "vqvae"), full=full)
+        config.model.vqvae_workdir = _tiny_pretrained("vqvae_digits",
+                                                      os.path.join(tmp, "vqvae"))
     config.lock()
     return config
 
