@@ -223,3 +223,32 @@ def test_trains_with_a_frozen_vqvae_and_samples_from_a_prompt(trained_prior, bat
     images = sample(loaded_state.ema_params, jax.random.key(0), 5)
     assert images.shape == (5, 8, 8, 1) and images.dtype == jnp.uint8
     assert int(images.max()) <= 16
+
+
+@pytest.mark.slow
+def test_sampled_first_two_codes_follow_the_model_probabilities():
+    """Chi-square of the joint frequencies of the first two codes of 4000 samples against
+    p(z_1 | c) p(z_2 | z_1, c) computed by the full (uncached) network; the counts are
+    rejected against the uniform law, so the test can tell a wrong sampler."""
+    from scipy import stats
+
+    model, params = _model("class")
+    params = jax.tree.map(lambda x: x * 3.0, params)      # sharper than at init
+    n, k = 4000, model.num_codes
+    codes = np.asarray(jax.jit(lambda key: model.sample_codes(params, key, n, 4))(
+        jax.random.key(11))).reshape(n, -1)
+    label = jnp.full((k,), 4, jnp.int32)
+    first = np.zeros((k, model.num_image_tokens), np.int32)
+    first[:, 0] = np.arange(k)
+    log_p = np.asarray(jax.nn.log_softmax(model.logits(params, jnp.asarray(first), None, label),
+                                          -1), np.float64)
+    joint = np.exp(log_p[0, 0][:, None] + log_p[:, 1, :])          # [z1, z2]
+    counts = np.bincount(codes[:, 0] * k + codes[:, 1], minlength=k * k)
+    expected = n * joint.ravel() / joint.sum()
+    keep = expected >= 5                                           # chi-square validity
+    observed, wanted = counts[keep], expected[keep]
+    if not keep.all():                                             # pool the rare cells
+        observed = np.append(observed, counts[~keep].sum())
+        wanted = np.append(wanted, expected[~keep].sum())
+    assert stats.chisquare(observed, wanted).pvalue > 1e-3
+    assert stats.chisquare(counts, np.full(k * k, n / (k * k))).pvalue < 1e-6
