@@ -136,16 +136,15 @@ def _one_step(model, optimizers, ema_decay: float, axis_name: str | None):
                 params, opt_state[g], m = update(params, opt_state[g], batch, k_i)
             else:
                 n = phase.repeat
-                batches = _strided_slices(batch, n) if phase.split_batch else None
+                slices = _strided_slices(batch, n) if phase.split_batch else None
 
-                def body(carry, r, update=update, batches=batches, k_i=k_i):
-                    p, s = carry
-                    b = batch if batches is None else jax.tree.map(lambda x: x[r], batches)
-                    p, s, m = update(p, s, b, jax.random.fold_in(k_i, r))
+                def body(carry, xs, update=update, k_i=k_i):
+                    (p, s), (r, b) = carry, xs          # b: this repeat's slice, or None
+                    p, s, m = update(p, s, batch if b is None else b, jax.random.fold_in(k_i, r))
                     return (p, s), m
 
                 (params, opt_state[g]), m = jax.lax.scan(body, (params, opt_state[g]),
-                                                         jnp.arange(n))
+                                                         (jnp.arange(n), slices))
                 m = jax.tree.map(lambda v: v.mean(0), m)
             if len(rule.phases) == 1:
                 metrics = m
