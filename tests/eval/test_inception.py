@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from genjax.eval import inception as inc
+from tests.eval.fixtures import make_inception_reference as reference
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,22 @@ def test_converter_maps_pytorch_layout_and_round_trips(params):
         inc.from_torch_state_dict(state_dict)
 
 
+def test_features_match_stored_pytorch_reference():
+    """genjax's InceptionV3 on the converted fixed-seed weights gives the pool3 features and
+    logits that PyTorch computed for the same weights and images (stored fixture, no torch)."""
+    stored = np.load(reference.PATH)
+    images = reference.reference_images()
+    np.testing.assert_array_equal(stored["images"], images)
+    params = inc.from_torch_state_dict(reference.reference_state_dict())
+    pool3, logits = map(np.asarray, inc.apply(params, images))
+    for ours, theirs in ((pool3, stored["pool3"]), (logits, stored["logits"])):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4 * np.abs(theirs).max(), rtol=0)
+    assert np.abs(stored["pool3"][0] - stored["pool3"][1]).max() > 0.1   # inputs are told apart
+    # power: the identity batch norm of init_params is not the reference network
+    other = np.asarray(inc.apply(inc.init_params(seed=0), images)[0])
+    assert np.abs(other - stored["pool3"]).max() > 1e-2 * np.abs(stored["pool3"]).max()
+
+
 def test_convert_command_reads_a_pth_file(tmp_path, params):
     torch = pytest.importorskip("torch")
     pth, out = str(tmp_path / "fid.pth"), str(tmp_path / "fid.msgpack")
@@ -138,136 +155,11 @@ def test_convert_command_reads_a_pth_file(tmp_path, params):
     _leaves_equal(inc.load_inception_params(out), params)
 
 
-# A PyTorch transcription of pytorch-fid's FID blocks (torchvision's BasicConv2d layout), used to
-# check that converted weights give the same features as the network they came from.
-
-def _torch_fid_inception(num_classes):
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    class Conv(nn.Module):
-        def __init__(self, cin, cout, k=1, s=1, p=0):
-            super().__init__()
-            self.conv = nn.Conv2d(cin, cout, k, s, p, bias=False)
-            self.bn = nn.BatchNorm2d(cout, eps=1e-3)
-
-        def forward(self, x):
-            return F.relu(self.bn(self.conv(x)))
-
-    def avg(x):
-        return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
-
-    class A(nn.Module):
-        def __init__(self, cin, pf):
-            super().__init__()
-            self.branch1x1, self.branch5x5_1 = Conv(cin, 64), Conv(cin, 48)
-            self.branch5x5_2, self.branch3x3dbl_1 = Conv(48, 64, 5, p=2), Conv(cin, 64)
-            self.branch3x3dbl_2 = Conv(64, 96, 3, p=1)
-            self.branch3x3dbl_3, self.branch_pool = Conv(96, 96, 3, p=1), Conv(cin, pf)
-
-        def forward(self, x):
-            return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                              self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                              self.branch_pool(avg(x))], 1)
-
-    class B(nn.Module):
-        def __init__(self, cin):
-            super().__init__()
-            self.branch3x3, self.branch3x3dbl_1 = Conv(cin, 384, 3, 2), Conv(cin, 64)
-            self.branch3x3dbl_2, self.branch3x3dbl_3 = Conv(64, 96, 3, p=1), Conv(96, 96, 3, 2)
-
-        def forward(self, x):
-            return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(
-                self.branch3x3dbl_1(x))), F.max_pool2d(x, 3, 2)], 1)
-
-    class C(nn.Module):
-        def __init__(self, cin, c7):
-            super().__init__()
-            self.branch1x1, self.branch7x7_1 = Conv(cin, 192), Conv(cin, c7)
-            self.branch7x7_2 = Conv(c7, c7, (1, 7), p=(0, 3))
-            self.branch7x7_3 = Conv(c7, 192, (7, 1), p=(3, 0))
-            self.branch7x7dbl_1 = Conv(cin, c7)
-            self.branch7x7dbl_2 = Conv(c7, c7, (7, 1), p=(3, 0))
-            self.branch7x7dbl_3 = Conv(c7, c7, (1, 7), p=(0, 3))
-            self.branch7x7dbl_4 = Conv(c7, c7, (7, 1), p=(3, 0))
-            self.branch7x7dbl_5 = Conv(c7, 192, (1, 7), p=(0, 3))
-            self.branch_pool = Conv(cin, 192)
-
-        def forward(self, x):
-            b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-            bd = self.branch7x7dbl_1(x)
-            for i in range(2, 6):
-                bd = getattr(self, f"branch7x7dbl_{i}")(bd)
-            return torch.cat([self.branch1x1(x), b7, bd, self.branch_pool(avg(x))], 1)
-
-    class D(nn.Module):
-        def __init__(self, cin):
-            super().__init__()
-            self.branch3x3_1, self.branch3x3_2 = Conv(cin, 192), Conv(192, 320, 3, 2)
-            self.branch7x7x3_1 = Conv(cin, 192)
-            self.branch7x7x3_2 = Conv(192, 192, (1, 7), p=(0, 3))
-            self.branch7x7x3_3 = Conv(192, 192, (7, 1), p=(3, 0))
-            self.branch7x7x3_4 = Conv(192, 192, 3, 2)
-
-        def forward(self, x):
-            b7 = self.branch7x7x3_1(x)
-            for i in range(2, 5):
-                b7 = getattr(self, f"branch7x7x3_{i}")(b7)
-            return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b7,
-                              F.max_pool2d(x, 3, 2)], 1)
-
-    class E(nn.Module):
-        def __init__(self, cin, use_max):
-            super().__init__()
-            self.use_max = use_max
-            self.branch1x1, self.branch3x3_1 = Conv(cin, 320), Conv(cin, 384)
-            self.branch3x3_2a = Conv(384, 384, (1, 3), p=(0, 1))
-            self.branch3x3_2b = Conv(384, 384, (3, 1), p=(1, 0))
-            self.branch3x3dbl_1 = Conv(cin, 448)
-            self.branch3x3dbl_2 = Conv(448, 384, 3, p=1)
-            self.branch3x3dbl_3a = Conv(384, 384, (1, 3), p=(0, 1))
-            self.branch3x3dbl_3b = Conv(384, 384, (3, 1), p=(1, 0))
-            self.branch_pool = Conv(cin, 192)
-
-        def forward(self, x):
-            b3 = self.branch3x3_1(x)
-            bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-            pooled = F.max_pool2d(x, 3, 1, 1) if self.use_max else avg(x)
-            return torch.cat([self.branch1x1(x), self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-                              self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd),
-                              self.branch_pool(pooled)], 1)
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.Conv2d_1a_3x3, self.Conv2d_2a_3x3 = Conv(3, 32, 3, 2), Conv(32, 32, 3)
-            self.Conv2d_2b_3x3, self.Conv2d_3b_1x1 = Conv(32, 64, 3, p=1), Conv(64, 80)
-            self.Conv2d_4a_3x3 = Conv(80, 192, 3)
-            self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = A(192, 32), A(256, 64), A(288, 64)
-            self.Mixed_6a = B(288)
-            self.Mixed_6b, self.Mixed_6c = C(768, 128), C(768, 160)
-            self.Mixed_6d, self.Mixed_6e = C(768, 160), C(768, 192)
-            self.Mixed_7a, self.Mixed_7b, self.Mixed_7c = D(768), E(1280, False), E(2048, True)
-            self.fc = nn.Linear(2048, num_classes)
-
-        def forward(self, x):        # x in [0, 1], NCHW, as pytorch-fid's InceptionV3 wrapper
-            x = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
-            x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-            x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(F.max_pool2d(x, 3, 2))), 3, 2)
-            for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
-                x = getattr(self, f"Mixed_{name}")(x)
-            pool3 = x.mean((2, 3))
-            return pool3, self.fc(pool3)
-
-    return Net().eval()
-
-
 @pytest.mark.slow
 def test_converted_weights_reproduce_the_pytorch_network(tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    net = _torch_fid_inception(1008)
+    net = reference.torch_fid_inception(1008)
     with torch.no_grad():                 # non-trivial BatchNorm statistics and affine terms
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
