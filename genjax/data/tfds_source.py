@@ -78,17 +78,37 @@ def _image_key(features: Any) -> str:
     raise ValueError(f"the tfds dataset has no image feature: features are {list(features)}")
 
 
+# tfds datasets whose uint8 image feature holds fewer levels than uint8 allows. Their features
+# do not say so (binarized_mnist declares a plain uint8 ``Image``), so the count is recorded here;
+# the getter checks every batch against it.
+FEWER_LEVELS = {"binarized_mnist": 2}
+
+
+def _num_levels(name: str, feature: Any) -> int:
+    """Pixel levels of an image feature: 2 for bool, 256 for uint8 (``FEWER_LEVELS`` for the
+    datasets above); any other dtype is refused rather than cast."""
+    dtype = np.dtype(getattr(feature, "np_dtype", np.uint8))
+    if dtype == np.bool_:
+        return 2
+    if dtype != np.uint8:
+        raise ValueError(
+            f"tfds dataset {name!r} stores {dtype} images; genjax models 8-bit images "
+            "(uint8 or bool) and does not cast (a cast would clip levels)")
+    return FEWER_LEVELS.get(name, 256)
+
+
 def load_tfds(name: str, split: str, data_dir: str | None) -> tuple[Getter, DatasetInfo]:
     """Opens ``split`` of the prepared tfds dataset ``name`` (``"tfds:"`` prefix optional).
 
     Returns a getter (int indices ``[B]`` -> ``image`` uint8 ``[B, H, W, C]``
     and, when the dataset has a ``label`` feature, ``label`` int32 ``[B]``)
-    and the split's :class:`DatasetInfo`. Datasets whose name starts with
-    ``binarized`` have ``num_levels`` 2, others 256.
+    and the split's :class:`DatasetInfo`. ``num_levels`` is read from the image feature's
+    dtype (bool: 2, uint8: 256), except for the datasets of ``FEWER_LEVELS``; a batch with a
+    value at or above it raises.
 
     Raises:
-      ValueError: tfds knows no dataset ``name``, the split is unknown, or the
-        images have no fixed shape.
+      ValueError: tfds knows no dataset ``name``, the split is unknown, the images have no
+        fixed shape or are neither uint8 nor bool, or a batch holds a value >= num_levels.
       DatasetNotPreparedError: the data is not on disk in a random-access format.
     """
     import tensorflow_datasets as tfds  # imported on use: it takes a while.
@@ -110,17 +130,17 @@ def load_tfds(name: str, split: str, data_dir: str | None) -> tuple[Getter, Data
         raise ValueError(f"tfds dataset {name!r} has images of varying shape {shape}")
     if len(shape) == 2:
         shape += (1,)
-    dtype = np.dtype(getattr(features[image_key], "np_dtype", np.uint8))
-    if dtype != np.uint8:
-        raise ValueError(
-            f"tfds dataset {name!r} stores {dtype} images; genjax models 8-bit images "
-            "(uint8) and does not cast (a cast would clip levels)")
+    num_levels = _num_levels(tfds_name, features[image_key])
     has_label = "label" in features
     source = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
 
     def getter(indices: np.ndarray) -> Batch:
         examples = [source[int(i)] for i in indices]
-        images = np.stack([np.asarray(ex[image_key], dtype=np.uint8) for ex in examples])
+        images = np.stack([np.asarray(ex[image_key]) for ex in examples]).astype(np.uint8)
+        if images.max(initial=0) >= num_levels:
+            raise ValueError(
+                f"tfds dataset {name!r} holds pixel value {int(images.max())} but has "
+                f"{num_levels} levels (read from its image feature)")
         batch = {"image": images.reshape((len(examples),) + shape)}
         if has_label:
             batch["label"] = np.array([ex["label"] for ex in examples], dtype=np.int32)
@@ -130,7 +150,7 @@ def load_tfds(name: str, split: str, data_dir: str | None) -> tuple[Getter, Data
         name=name,
         kind="image",
         shape=shape,
-        num_levels=2 if tfds_name.startswith("binarized") else 256,
+        num_levels=num_levels,
         num_classes=getattr(features["label"], "num_classes", None) if has_label else None,
         num_examples=len(source),
         split=split,

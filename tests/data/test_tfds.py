@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from genjax.data import DatasetNotPreparedError, load
+from genjax.data import DatasetNotPreparedError, load, tfds_source
 
 
 class GenjaxTinyImages(tfds.core.GeneratorBasedBuilder):
@@ -32,6 +32,68 @@ class GenjaxTinyImages(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, start, stop):
         for i in range(start, stop):
             yield i, {"image": np.full((4, 4), i, np.uint8), "label": i % 3}
+
+
+class _LevelsBuilder(tfds.core.GeneratorBasedBuilder):
+    """6 train examples of a 2x2 image whose dtype and values the subclass sets."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    DTYPE, VALUES = np.uint8, (0, 1)
+
+    def _info(self):
+        features = tfds.features.FeaturesDict(
+            {"image": tfds.features.Tensor(shape=(2, 2), dtype=self.DTYPE)})
+        return tfds.core.DatasetInfo(builder=self, features=features)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(6):
+            yield i, {"image": np.full((2, 2), self.VALUES[i % len(self.VALUES)], self.DTYPE)}
+
+
+class BinarizedGenjaxTiny(_LevelsBuilder):
+    """uint8 values 0/1 under a "binarized" name: the name is not read, the dtype is."""
+
+
+class GenjaxBoolImages(_LevelsBuilder):
+    DTYPE, VALUES = np.bool_, (False, True)
+
+
+class GenjaxWideImages(_LevelsBuilder):
+    DTYPE, VALUES = np.uint16, (0, 300)
+
+
+class GenjaxTwoLevelsBroken(_LevelsBuilder):
+    """Declared (in FEWER_LEVELS, by the test) to hold 2 levels, but holds 0 and 7."""
+
+    VALUES = (0, 7)
+
+
+def _prepared(builder_cls, tmp_path):
+    builder_cls(data_dir=str(tmp_path)).download_and_prepare(file_format="array_record")
+    return str(tmp_path)
+
+
+def test_levels_come_from_the_image_feature(tmp_path, monkeypatch):
+    _, info = load("binarized_genjax_tiny", "train", 6,
+                   data_dir=_prepared(BinarizedGenjaxTiny, tmp_path))
+    assert info.num_levels == 256                      # uint8, whatever the name says
+    iterator, info = load("genjax_bool_images", "train", 6,
+                          data_dir=_prepared(GenjaxBoolImages, tmp_path))
+    assert info.num_levels == 2
+    images = next(iterator)["image"]
+    assert images.dtype == np.uint8 and set(np.unique(images)) == {0, 1}
+    with pytest.raises(ValueError, match="'genjax_wide_images' stores uint16 images"):
+        load("genjax_wide_images", "train", 6, data_dir=_prepared(GenjaxWideImages, tmp_path))
+    assert tfds_source.FEWER_LEVELS == {"binarized_mnist": 2}
+    monkeypatch.setitem(tfds_source.FEWER_LEVELS, "genjax_two_levels_broken", 2)
+    iterator, info = load("genjax_two_levels_broken", "train", 6,
+                          data_dir=_prepared(GenjaxTwoLevelsBroken, tmp_path))
+    assert info.num_levels == 2
+    with pytest.raises(ValueError, match="holds pixel value 7 but has 2 levels"):
+        next(iterator)
 
 
 @pytest.fixture
