@@ -219,9 +219,12 @@ class DDPM:
             eps = dm.predict_eps_from_x0(self.schedule, x_t, t, x0)
         return x0, eps
 
-    def _reverse(self, params, rng, x_T, y, *, num_steps, eta, guidance_scale, known=None):
-        """The reverse chain from x_T as one fori_loop; ``known = (x0_known, mask)``
-        re-imposes the known region (noised to the current step) after every step."""
+    def _reverse(self, params, rng, x_T, y, *, num_steps, eta, guidance_scale, known=None,
+                 resample=1):
+        """The reverse chain from x_T as one fori_loop. ``known = (x0_known, mask)``
+        re-imposes the known region, noised to the step reached, after every step; with
+        ``resample = U > 1`` each step is repeated U times, the U - 1 first results taken back
+        to step t by the forward jump q(x_t | x_{t_prev}) (RePaint, Lugmayr et al. 2022)."""
         c = self.config
         T = c.num_timesteps
         n = x_T.shape[0]
@@ -231,9 +234,7 @@ class DDPM:
         def timestep(i):
             return dm.ddim_timestep(i, T, steps)
 
-        def body(i, x):
-            key = jax.random.fold_in(rng, i)
-            t, t_prev = timestep(i), timestep(i + 1)
+        def step(x, t, t_prev, key):
             tb = jnp.full((n,), t)
             x0, eps = self._x0_eps(params, x, tb, y, guidance_scale)
             if ddpm:
@@ -241,14 +242,32 @@ class DDPM:
             else:
                 x = dm.ddim_step(self.schedule, x, tb, jnp.full((n,), t_prev), x0, eps, key,
                                  eta=eta)
-            if known is not None:
-                x0_known, mask = known
-                noise = jax.random.normal(jax.random.fold_in(key, 1), x.shape)
-                t_safe = jnp.full((n,), jnp.maximum(t_prev, 0))
-                noised = dm.q_sample(self.schedule, x0_known, t_safe, noise)
-                noised = jnp.where(t_prev < 0, x0_known, noised)
-                x = mask * noised + (1 - mask) * x
-            return x
+            if known is None:
+                return x
+            x0_known, mask = known
+            noise = jax.random.normal(jax.random.fold_in(key, 1), x.shape)
+            t_safe = jnp.full((n,), jnp.maximum(t_prev, 0))
+            noised = dm.q_sample(self.schedule, x0_known, t_safe, noise)
+            noised = jnp.where(t_prev < 0, x0_known, noised)
+            return mask * noised + (1 - mask) * x
+
+        def body(i, x):
+            key = jax.random.fold_in(rng, i)
+            t, t_prev = timestep(i), timestep(i + 1)
+            if known is None:
+                return step(x, t, t_prev, key)
+            # alpha_bar_t / alpha_bar_{t_prev}: the forward jump t_prev -> t (t_prev >= 0 here)
+            abar = self.schedule.alphas_cumprod
+            ratio = abar[t] / abar[jnp.maximum(t_prev, 0)]
+
+            def again(u, x):
+                k_u = jax.random.fold_in(key, 2 + u)
+                x_prev = step(x, t, t_prev, k_u)
+                noise = jax.random.normal(jax.random.fold_in(k_u, 2), x.shape)
+                return jnp.sqrt(ratio) * x_prev + jnp.sqrt(1 - ratio) * noise
+
+            x = jax.lax.fori_loop(0, jnp.where(t_prev < 0, 0, resample - 1), again, x)
+            return step(x, t, t_prev, key)
 
         return jax.lax.fori_loop(0, steps, body, x_T)
 
@@ -276,11 +295,18 @@ class DDPM:
         return self.from_x0(params, x0, y)
 
     def inpaint(self, params, rng, image, mask, cond=None, *, num_steps=None, eta=None,
-                guidance_scale=None):
+                guidance_scale=None, resample=1):
         """Fill the unknown pixels of ``image`` (uint8 [N, H, W, C]) where ``mask`` is 0
         (mask: [N, H, W, 1] or [N, H, W, C], 1 = known). The known region is replaced
         by its forward-noised version at every step, so the chain only generates the
-        rest; known pixels are returned unchanged."""
+        rest; known pixels are returned unchanged.
+
+        With ``resample = 1`` this is the replacement method, whose completion can disagree
+        with the known region: early steps see the known region through so much noise that
+        the generated part may commit to an image the later, clearer known region
+        contradicts. ``resample = U`` repeats each step U times, going back by the forward
+        jump in between (RePaint), which lets the two regions agree; U is traced (no
+        recompile) and costs U network calls per step."""
         if not self.is_image:
             raise ValueError("inpaint works on image models")
         num_steps, eta, w = self._defaults(num_steps, eta, guidance_scale)
@@ -290,7 +316,7 @@ class DDPM:
         x_T = jax.random.normal(k_x, x0_known.shape)
         y = cnd.class_labels(cond, image.shape[0], self.config.num_classes)
         x0 = self._reverse(params, k_chain, x_T, y, num_steps=num_steps, eta=eta,
-                           guidance_scale=w, known=(x0_known, mask))
+                           guidance_scale=w, known=(x0_known, mask), resample=resample)
         out = self.from_x0(params, x0)
         return jnp.where(mask > 0, image, out)
 
