@@ -11,6 +11,12 @@ same points. Coordinates are a few units wide:
   ``floor(x) + floor(y)`` is even (8 of the 16).
 - ``gmm8``: equal mixture of 8 Gaussians of std 0.1 centred at radius 2,
   angles ``k * pi / 4``.
+- ``ring8``: the mode-coverage benchmark of VEEGAN and PacGAN: 8 Gaussians of std 0.02
+  on the circle of radius 2 (angles ``k * pi / 4``).
+- ``grid25``: 25 Gaussians of std 0.05 centred on the grid ``{-4, -2, 0, 2, 4}^2``.
+
+``MODES`` gives the centres and the std of the mixtures, for mode-coverage metrics
+(:func:`genjax.core.metrics.mode_coverage`).
 """
 
 from __future__ import annotations
@@ -54,11 +60,28 @@ def _gmm8(rng: np.random.Generator, n: int) -> np.ndarray:
     return centres + 0.1 * rng.normal(size=(n, 2))
 
 
+def _mixture(centres: np.ndarray, std: float):
+    """Equal mixture of isotropic Gaussians N(centre_k, std^2 I)."""
+
+    def draw(rng: np.random.Generator, n: int) -> np.ndarray:
+        k = rng.integers(0, len(centres), n)
+        return centres[k] + std * rng.normal(size=(n, 2))
+
+    return draw
+
+
+_RING8 = 2.0 * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1)
+_GRID25 = np.stack(np.meshgrid(np.arange(-4.0, 5.0, 2.0), np.arange(-4.0, 5.0, 2.0),
+                               indexing="ij"), -1).reshape(-1, 2)
+# density -> (centres [K, 2], std) of the mixtures whose modes are counted
+MODES = {"ring8": (_RING8, 0.02), "grid25": (_GRID25, 0.05)}
+
 DENSITIES = {
     "moons": _moons,
     "rings": _rings,
     "checkerboard": _checkerboard,
     "gmm8": _gmm8,
+    **{name: _mixture(*spec) for name, spec in MODES.items()},
 }
 
 

@@ -9,7 +9,9 @@ import numpy as np
 
 from genjax import data as gdata
 from genjax.eval.likelihood import independent_pixel_bpd, nll_on_split
-from genjax.eval.samples import DIGIT_DATASETS, digit_sample_metrics
+from genjax.core import metrics
+from genjax.data import toy2d
+from genjax.eval.samples import DIGIT_DATASETS, digit_sample_metrics, draw_samples
 from genjax.models import config_to_dataclass
 from genjax.train.config import EvalConfig
 
@@ -55,6 +57,12 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,
             ecfg.num_samples, ecfg.sample_batch_size,
             caps.num_classes, data_dir))
+    density = config.data.name.removeprefix("toy2d/")
+    if ecfg.num_samples and info.kind == "points" and density in toy2d.MODES:
+        points, _ = draw_samples(model, params, jax.random.key(seed + 1), ecfg.num_samples,
+                                 ecfg.sample_batch_size)
+        results["num_samples"] = ecfg.num_samples
+        results.update(metrics.mode_coverage(points, *toy2d.MODES[density]))
     return results
 
 

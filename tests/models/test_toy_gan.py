@@ -1,0 +1,99 @@
+"""The 2-D GAN's options (the loss, WGAN-GP's penalty, PacGAN packing) and the mode-coverage
+numbers that ``genjax eval`` reports for it on ring8 and grid25."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax import models
+from genjax.configs import load_sibling
+from genjax.core import gan_losses as gl
+from genjax.data import toy2d
+from genjax.eval.report import evaluate_run
+from genjax.models.protocol import Capabilities
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config(name, arg, **model):
+    config = load_sibling(os.path.join(ROOT, "configs", "x.py"), name, arg)
+    with config.unlocked():
+        config.model.update(hidden=8, num_layers=1, **model)
+        config.eval.update(num_samples=400, sample_batch_size=200)
+    return config
+
+
+def _batch(n=8):
+    return {"point": np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)}
+
+
+def test_wgan_gp_loss_is_the_critic_loss_plus_lambda_times_the_penalty():
+    config = _config("wgan_gp_toy2d", "ring8")
+    model = models.build(config.model)
+    assert (model.config.loss, model.config.gradient_penalty, model.config.n_critic) == (
+        "wasserstein", 10.0, 5)
+    batch = _batch()
+    params = model.init(jax.random.key(0), batch)
+    rng = jax.random.key(1)
+    loss, metrics = model.discriminator_loss(params, batch, rng)
+    real = batch["point"]
+    fake = model.sample(params, rng, len(real))
+
+    def critic(x):
+        return model.discriminator.apply(params["discriminator"], x)[:, 0]
+
+    penalty = gl.gradient_penalty(critic, real, fake, jax.random.fold_in(rng, 1))
+    expected = gl.wasserstein_critic_loss(critic(real), critic(fake)) + 10.0 * penalty
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    np.testing.assert_allclose(metrics["gradient_penalty"], penalty, rtol=1e-6)
+    assert 0 <= metrics["accuracy"] <= 1
+
+
+def test_packing_shows_the_discriminator_pack_samples_at_once():
+    config = _config("gan_toy2d", "ring8", pack=2)
+    model = models.build(config.model)
+    batch = _batch()
+    params = model.init(jax.random.key(0), batch)
+    assert params["discriminator"]["params"]["Dense_0"]["kernel"].shape[0] == 4   # 2 x 2-D
+    loss, _ = model.discriminator_loss(params, batch, jax.random.key(1))
+    real = batch["point"].reshape(4, 4)          # points (0, 1), (2, 3), ... judged together
+    fake = model.sample(params, jax.random.key(1), 8).reshape(4, 4)
+    logits = [model.discriminator.apply(params["discriminator"], x)[:, 0] for x in (real, fake)]
+    np.testing.assert_allclose(loss, gl.minimax_discriminator_loss(*logits), rtol=1e-6)
+    fake = model.sample(params, jax.random.key(2), 8).reshape(4, 4)
+    logit = model.discriminator.apply(params["discriminator"], fake)[:, 0]
+    np.testing.assert_allclose(model.generator_loss(params, batch, jax.random.key(2))[0],
+                               gl.nonsaturating_generator_loss(logit), rtol=1e-6)
+    with pytest.raises(ValueError, match="not a multiple of model.pack = 2"):
+        model.discriminator_loss(params, _batch(7), jax.random.key(1))
+    with pytest.raises(ValueError, match="unknown GAN loss 'wgan'"):
+        models.build(_config("gan_toy2d", "moons", loss="wgan").model)
+
+
+class _FixedSampler:
+    """A model whose samples are fixed points (no likelihood)."""
+
+    def __init__(self, points):
+        self.points = jnp.asarray(points, jnp.float32)
+        self.capabilities = Capabilities()
+
+    def sample(self, params, rng, num_samples, cond=None):
+        return self.points[jnp.arange(num_samples) % len(self.points)]
+
+
+@pytest.mark.parametrize("density", ["ring8", "grid25"])
+def test_eval_counts_the_modes_of_ring8_and_grid25(density):
+    centres, std = toy2d.MODES[density]
+    config = _config("gan_toy2d", density)
+    collapsed = evaluate_run(config, _FixedSampler(centres[:3]), None)
+    assert (collapsed["num_samples"], collapsed["modes_covered"]) == (400, 3)
+    assert collapsed["high_quality_fraction"] == 1.0
+    np.testing.assert_allclose(collapsed["mode_reverse_kl"], np.log(len(centres) / 3),
+                               rtol=1e-2)                # 400 draws over 3 modes: near-equal
+    full = evaluate_run(config, _FixedSampler(centres), None)
+    assert full["modes_covered"] == len(centres)
+    moons = evaluate_run(_config("gan_toy2d", "moons"), _FixedSampler(centres), None)
+    assert "modes_covered" not in moons
