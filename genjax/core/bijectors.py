@@ -26,6 +26,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from genjax.core.likelihoods import dequantize_with_noise
+
 __all__ = [
     "actnorm_forward", "actnorm_init", "actnorm_inverse",
     "additive_coupling_forward", "additive_coupling_inverse",
@@ -296,12 +298,10 @@ def dequantize_forward(x_levels: jax.Array, u: jax.Array, num_levels: int):
     log-det of (k + u) -> y is -D log L, so with p the flow density on [0, 1)^D,
     log P(k) >= E_u[log p(y)] - D log L (Theis et al.): adding this log-det to the
     flow's log-density gives a bound on the log-probability of the discrete levels.
-    y is kept inside the bin of k, so floor(y L) = k.
+    y is kept inside the bin of k, so floor(y L) = k (:func:`likelihoods.dequantize_with_noise`).
     """
     k = jnp.asarray(x_levels).astype(jnp.float32)
-    levels = float(num_levels)
-    y = (k + u) / levels
-    y = jnp.clip(y, k / levels, jnp.nextafter((k + 1.0) / levels, 0.0))
+    y = dequantize_with_noise(k, jnp.asarray(u, jnp.float32), num_levels)
     dims = math.prod(y.shape[1:])
     return y, jnp.full(y.shape[0], -dims * math.log(num_levels), jnp.float32)
 

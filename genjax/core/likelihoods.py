@@ -493,7 +493,7 @@ def bits_per_dim(nll_nats: ArrayLike, num_dims: int | ArrayLike) -> jax.Array:
     return nll / (jnp.asarray(num_dims, nll.dtype) * math.log(2.0))
 
 
-def _dequantize_with_noise(x: jax.Array, u: jax.Array, num_levels: int) -> jax.Array:
+def dequantize_with_noise(x: jax.Array, u: jax.Array, num_levels: int) -> jax.Array:
     """(x + u) / L, held inside the float bin of x so that floor(y * L) == x."""
     levels = float(num_levels)
     y = (x + u) / levels
@@ -524,19 +524,27 @@ def uniform_dequantize(rng: jax.Array, x_uint8: ArrayLike, num_levels: int = 256
     """
     x = jnp.asarray(x_uint8).astype(jnp.float32)
     u = jax.random.uniform(rng, x.shape, jnp.float32)
-    return _dequantize_with_noise(x, u, num_levels)
+    return dequantize_with_noise(x, u, num_levels)
+
+
+def _top_is_one(x: jax.Array, y: jax.Array, num_levels: int) -> jax.Array:
+    """y with the top level L - 1 set to exactly 1.0. XLA compiles a division by the
+    constant L - 1 as a multiplication by its reciprocal, which for some L (42, 48, 108, ...;
+    not 2^n or 255) rounds (L - 1) / (L - 1) to 1 - 2^-24."""
+    return jnp.where(x == num_levels - 1, jnp.float32(1.0), y)
 
 
 def to_unit_interval(x_uint8: ArrayLike, num_levels: int = 256) -> jax.Array:
     """Levels to [0, 1]: y = x / (L - 1) (float32; 0 -> 0.0 and L - 1 -> 1.0 exactly)."""
-    return jnp.asarray(x_uint8).astype(jnp.float32) / float(num_levels - 1)
+    x = jnp.asarray(x_uint8).astype(jnp.float32)
+    return _top_is_one(x, x / float(num_levels - 1), num_levels)
 
 
 def to_symmetric(x_uint8: ArrayLike, num_levels: int = 256) -> jax.Array:
     """Levels to [-1, 1]: y = 2 x / (L - 1) - 1 (float32; the grid of the discretized
     likelihoods, 0 -> -1.0 and L - 1 -> 1.0 exactly)."""
     x = jnp.asarray(x_uint8).astype(jnp.float32)
-    return (2.0 * x) / float(num_levels - 1) - 1.0
+    return _top_is_one(x, (2.0 * x) / float(num_levels - 1) - 1.0, num_levels)
 
 
 def from_symmetric(x: ArrayLike, num_levels: int = 256) -> jax.Array:

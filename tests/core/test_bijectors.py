@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from genjax.core import bijectors as bj
 
@@ -199,3 +202,221 @@ def test_dequantization_stays_in_the_bin_and_has_log_det_minus_d_log_l():
     _, ld = jacobian_logdet(lambda v: bj.dequantize_forward(jnp.zeros_like(v), v, levels),
                             jnp.full(SHAPE, 0.3))
     np.testing.assert_allclose(ld, -32 * math.log(levels), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# Properties (hypothesis)
+# --------------------------------------------------------------------------------------
+#
+# Every bijector on random shapes (flat [B, D] and images [B, H, W, C], D <= 32) and
+# random parameters, in float64: f^{-1}(f(x)) = x, the two log-dets are opposite, and
+# each equals log |det J| of its own map by NumPy's slogdet of jacfwd. Parameters are
+# arrays passed into one jitted check per bijector, so a shape compiles once for all
+# examples.
+
+SHAPES = [(6,), (2, 4, 4)]           # flat [B, D] and an image [B, H, W, C]
+
+
+def _net(w1, w2):
+    """A fixed nonlinear conditioner v -> (2 tanh(W_1 v), sin(W_2 v)) on flattened v."""
+    def net(v):
+        flat = v.reshape(v.shape[0], -1)
+        return 2.0 * jnp.tanh(flat @ w1).reshape(v.shape), jnp.sin(flat @ w2).reshape(v.shape)
+    return net
+
+
+def _shift_net(p):
+    return lambda v: 3.0 * _net(p["w1"], p["w2"])(v)[1]
+
+
+def _net_params(rng, d):
+    return dict(w1=rng.normal(size=(d, d)) / math.sqrt(d), w2=rng.normal(size=(d, d)))
+
+
+def _coupling_params(rng, shape):
+    """A checkerboard (images) or channel mask of random parity, and a conditioner."""
+    parity = int(rng.integers(2))
+    if len(shape) == 3 and rng.random() < 0.5:
+        mask = np.asarray(bj.checkerboard_mask(*shape, parity=parity), np.float64)
+    else:
+        mask = np.broadcast_to(np.asarray(bj.channel_mask(shape[-1], parity)), shape)
+    return dict(mask=np.asarray(mask, np.float64), **_net_params(rng, math.prod(shape)))
+
+
+def _well_conditioned(rng, c):
+    """Q_1 diag(s) Q_2 with Q orthogonal and s in [e^-0.7, e^0.7]: condition number <= 4."""
+    q1, _ = np.linalg.qr(rng.normal(size=(c, c)))
+    q2, _ = np.linalg.qr(rng.normal(size=(c, c)))
+    return q1 @ np.diag(np.exp(rng.uniform(-0.7, 0.7, c))) @ q2
+
+
+def _lu_params(rng, shape):
+    c = shape[-1]
+    return dict(perm=np.eye(c)[rng.permutation(c)], lower=0.5 * rng.normal(size=(c, c)),
+                upper=0.5 * rng.normal(size=(c, c)), log_s=rng.uniform(-1, 1, c),
+                sign_s=rng.choice([-1.0, 1.0], c))
+
+
+def _split_params(rng, shape):
+    return _net_params(rng, math.prod(shape) // 2)
+
+
+def _lu_args(p):
+    return p["perm"], p["lower"], p["upper"], p["log_s"], p["sign_s"]
+
+
+def _split_forward(x, p):
+    (z1, eps), log_det = bj.split_forward(x, _net(p["w1"], p["w2"]))
+    return jnp.concatenate([z1, eps], -1), log_det
+
+
+def _split_inverse(y, p):
+    z1, eps = jnp.split(y, 2, axis=-1)
+    return bj.split_inverse(z1, eps, _net(p["w1"], p["w2"]))
+
+
+def _with_zero_log_det(f):
+    return lambda v, p: (f(v), jnp.zeros(v.shape[0], v.dtype))
+
+
+def _elementwise(rng, shape):
+    return dict(log_scale=rng.uniform(-1, 1, shape), shift=rng.normal(size=shape))
+
+
+# name: (forward(x, p), inverse(y, p), params(rng, shape), shapes)
+BIJECTORS = {
+    "affine_coupling_sigmoid": (
+        lambda v, p: bj.affine_coupling_forward(v, p["mask"], _net(p["w1"], p["w2"])),
+        lambda v, p: bj.affine_coupling_inverse(v, p["mask"], _net(p["w1"], p["w2"])),
+        _coupling_params, SHAPES),
+    "affine_coupling_tanh": (
+        lambda v, p: bj.affine_coupling_forward(v, p["mask"], _net(p["w1"], p["w2"]), "tanh"),
+        lambda v, p: bj.affine_coupling_inverse(v, p["mask"], _net(p["w1"], p["w2"]), "tanh"),
+        _coupling_params, SHAPES),
+    "additive_coupling": (
+        lambda v, p: bj.additive_coupling_forward(v, p["mask"], _shift_net(p)),
+        lambda v, p: bj.additive_coupling_inverse(v, p["mask"], _shift_net(p)),
+        _coupling_params, SHAPES),
+    "affine": (
+        lambda v, p: bj.affine_forward(v, p["log_scale"], p["shift"]),
+        lambda v, p: bj.affine_inverse(v, p["log_scale"], p["shift"]),
+        _elementwise, SHAPES),
+    "gaussianize": (
+        lambda v, p: bj.gaussianize_forward(v, p["shift"], p["log_scale"]),
+        lambda v, p: bj.gaussianize_inverse(v, p["shift"], p["log_scale"]),
+        _elementwise, SHAPES),
+    "actnorm": (
+        lambda v, p: bj.actnorm_forward(v, p["log_scale"], p["bias"]),
+        lambda v, p: bj.actnorm_inverse(v, p["log_scale"], p["bias"]),
+        lambda rng, shape: dict(log_scale=rng.uniform(-1, 1, shape[-1]),
+                                bias=rng.normal(size=shape[-1])),
+        SHAPES),
+    "conv1x1": (
+        lambda v, p: bj.conv1x1_forward(v, p["w"]),
+        lambda v, p: bj.conv1x1_inverse(v, p["w"]),
+        lambda rng, shape: dict(w=_well_conditioned(rng, shape[-1])), SHAPES),
+    "lu_conv1x1": (
+        lambda v, p: bj.lu_conv1x1_forward(v, *_lu_args(p)),
+        lambda v, p: bj.lu_conv1x1_inverse(v, *_lu_args(p)),
+        _lu_params, SHAPES),
+    "squeeze": (_with_zero_log_det(bj.squeeze), _with_zero_log_det(bj.unsqueeze),
+                lambda rng, shape: {}, [(2, 4, 4), (4, 2, 2)]),
+    "split": (_split_forward, _split_inverse, _split_params, SHAPES),
+    "logit": (
+        lambda v, p: bj.logit_forward(v, 0.05), lambda v, p: bj.logit_inverse(v, 0.05),
+        lambda rng, shape: {}, SHAPES),
+}
+
+
+def _jacobian(fn, x_one):
+    """d fn(x)/dx [D, D] at one example x_one [*S] (fn maps [1, *S] to ([1, ...], log_det))."""
+    def flat(v):
+        return fn(v.reshape((1,) + x_one.shape))[0].reshape(-1)
+    return jax.jacfwd(flat)(x_one.reshape(-1))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _round_trip_and_jacobians(name, x, params):
+    """(y, log_det, f^{-1}(y), its log_det, J_f(x_0), J_{f^{-1}}(y_1))."""
+    forward, inverse = (functools.partial(lambda f, v: f(v, params), f)
+                        for f in BIJECTORS[name][:2])
+    y, log_det = forward(x)
+    x_back, inv_log_det = inverse(y)
+    return y, log_det, x_back, inv_log_det, _jacobian(forward, x[0]), _jacobian(inverse, y[1])
+
+
+@pytest.mark.parametrize("name", sorted(BIJECTORS))
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_bijector_inverse_and_log_det_properties(name, data, seed):
+    """f^{-1}(f(x)) = x, log|det J_{f^{-1}}| = -log|det J_f|, log_det = slogdet(jacfwd f)."""
+    _, _, make_params, shapes = BIJECTORS[name]
+    shape = data.draw(st.sampled_from(shapes), label="shape")
+    rng = np.random.default_rng(seed)
+    params = make_params(rng, shape)
+    x = (rng.uniform(0.0, 1.0, (2,) + shape) if name == "logit"
+         else rng.normal(size=(2,) + shape))
+    with jax.enable_x64(True):
+        y, log_det, x_back, inv_log_det, jac_fwd, jac_inv = (
+            np.asarray(a) for a in _round_trip_and_jacobians(name, x, params))
+    assert y.dtype == np.float64 and log_det.shape == inv_log_det.shape == (2,)
+    np.testing.assert_allclose(x_back, x, atol=1e-10)
+    np.testing.assert_allclose(inv_log_det, -log_det, atol=1e-10)
+    (sign_fwd, slogdet_fwd), (sign_inv, slogdet_inv) = map(np.linalg.slogdet, (jac_fwd, jac_inv))
+    assert sign_fwd != 0 and sign_inv != 0
+    np.testing.assert_allclose(log_det[0], slogdet_fwd, atol=1e-9)
+    np.testing.assert_allclose(inv_log_det[1], slogdet_inv, atol=1e-9)
+
+
+@given(num_levels=st.integers(2, 1024), seed=st.integers(0, 2**32 - 1))
+def test_dequantize_keeps_every_level_in_its_bin(num_levels, seed):
+    """y = (k + u) / L in [k / L, (k + 1) / L) for all k < L and u ~ U[0, 1): floor(y L) = k,
+    y in [0, 1); log-det = -D log L."""
+    rng = np.random.default_rng(seed)
+    k = rng.permutation(np.arange(1024) % num_levels).reshape(128, 8)
+    y, log_det = bj.dequantize_forward(k, np.float32(rng.uniform(size=k.shape)), num_levels)
+    y = np.asarray(y)
+    assert y.dtype == np.float32 and y.min() >= 0.0 and y.max() < 1.0
+    back = np.asarray(bj.dequantize_inverse(y, num_levels))
+    assert back.dtype == (np.uint8 if num_levels <= 256 else np.int32)
+    np.testing.assert_array_equal(back, k)
+    np.testing.assert_allclose(log_det, -8 * math.log(num_levels), rtol=1e-6)
+
+
+def test_dequantize_keeps_extreme_noise_in_its_bin():
+    """floor(y L) = k also for u = 0 and u = the largest float32 below 1 (the clip's edges)."""
+    below_one = np.nextafter(np.float32(1), np.float32(0))
+    for num_levels, u in ((10, below_one), (255, below_one), (100, 0.0)):
+        k = np.tile(np.arange(num_levels), (2, 1))      # e.g. k = 8 of 10 -> 9, 5 of 100 -> 4
+        y, _ = bj.dequantize_forward(k, np.full(k.shape, u, np.float32), num_levels)
+        np.testing.assert_array_equal(bj.dequantize_inverse(y, num_levels), k)
+
+
+@jax.jit
+def _lu_round_trip(w):
+    perm, lower, upper, log_s, sign_s = parts = bj.lu_decompose(w)
+    return parts, bj.lu_weight(perm, lower, upper, log_s, sign_s)
+
+
+@given(c=st.sampled_from([1, 3, 5]), seed=st.integers(0, 2**32 - 1))
+def test_lu_decompose_reconstructs_the_matrix(c, seed):
+    """W = P L (U + diag(sign_s e^{log_s})) with sum log_s = log |det W|."""
+    w = _well_conditioned(np.random.default_rng(seed), c).astype(np.float32)
+    (perm, lower, upper, log_s, sign_s), rebuilt = _lu_round_trip(w)
+    np.testing.assert_allclose(rebuilt, w, atol=1e-5)
+    np.testing.assert_allclose(np.sum(log_s), np.linalg.slogdet(w.astype(np.float64))[1],
+                               atol=1e-5)
+    np.testing.assert_array_equal(perm @ perm.T, np.eye(c))         # a permutation matrix
+
+
+@given(shape=st.sampled_from(SHAPES), batch=st.sampled_from([2, 5]),
+       seed=st.integers(0, 2**32 - 1))
+def test_actnorm_init_standardises_every_channel(shape, batch, seed):
+    """After data-dependent init, y = s x + b has mean 0 and std 1 per channel."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(batch,) + shape) * np.exp(rng.uniform(-2, 2, shape[-1]))
+         + rng.normal(size=shape[-1]) * 5).astype(np.float32)
+    y, _ = bj.actnorm_forward(x, *bj.actnorm_init(x))
+    flat = np.asarray(y, np.float64).reshape(-1, shape[-1])
+    std = np.float64(x).reshape(-1, shape[-1]).std(0)
+    np.testing.assert_allclose(flat.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(flat.std(0), std / (std + 1e-6), rtol=1e-4)   # eps = 1e-6

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -171,7 +171,6 @@ def test_q_posterior_is_the_bayes_product_of_the_two_gaussians():
     np.testing.assert_allclose(log_var[0], np.log(var[1]), rtol=1e-5)  # clipped at t = 0
 
 
-@settings(deadline=None, max_examples=20)
 @given(
     t=st.integers(0, T - 1),
     x0=hnp.arrays(np.float32, (2, 3), elements=st.floats(-3, 3, width=32)),
@@ -537,3 +536,217 @@ def test_snr_weights():
     np.testing.assert_allclose(losses["v"], losses["x0"], rtol=2e-3)
     with pytest.raises(ValueError):
         dm.snr_weight(COSINE, t, "p2")
+
+
+# --------------------------------------------------------------------------------------
+# Properties (hypothesis)
+# --------------------------------------------------------------------------------------
+#
+# Random schedules: the three named ones with random parameters and T in 2..50, and
+# arbitrary (unsorted) betas. References are float64 NumPy from the stored betas, with
+# 1 - alpha_bar_t = -expm1(sum_s log(1 - beta_s)) (no cancellation). Storing beta_t in
+# float32 moves log alpha_bar_t by up to 6e-8 beta_s / (1 - beta_s) per step (6e-5 at the
+# clip 0.999): _ref_rtol bounds that.
+
+
+@st.composite
+def schedules(draw):
+    """A DiffusionSchedule of a random kind, length and parameters."""
+    kind = draw(st.sampled_from(["linear", "cosine", "sigmoid", "arbitrary"]), label="kind")
+    num_steps = draw(st.sampled_from([2, 3, 5, 17, 50]), label="T")   # one compile per T
+    unit = st.floats(0.0, 1.0)
+    if kind == "linear":
+        return dm.linear_beta_schedule(num_steps, 1e-5 + 1e-3 * draw(unit),
+                                       5e-3 + 0.05 * draw(unit))
+    if kind == "cosine":
+        return dm.cosine_beta_schedule(num_steps, 1e-3 + 0.02 * draw(unit))
+    if kind == "sigmoid":
+        return dm.sigmoid_beta_schedule(num_steps, -1.0 - 4.0 * draw(unit),
+                                        1.0 + 4.0 * draw(unit), 0.3 + 1.5 * draw(unit))
+    seed = draw(st.integers(0, 2**32 - 1), label="betas seed")
+    return dm.make_schedule(np.random.default_rng(seed).uniform(1e-4, 0.5, num_steps))
+
+
+def _alpha_bar_ref(schedule):
+    """(alpha_bar_t, 1 - alpha_bar_t) for t = 0..T-1, float64 from the stored betas."""
+    log_ab = np.cumsum(np.log1p(-np.asarray(schedule.betas, np.float64)))
+    return np.exp(log_ab), -np.expm1(log_ab)
+
+
+def _ref_rtol(schedule):
+    betas = np.asarray(schedule.betas, np.float64)
+    return 2e-6 + 1.2e-7 * np.sum(betas / (1.0 - betas))
+
+
+def _prev(a, t, at_minus_one):
+    """a[t] with a[-1] := at_minus_one (the data)."""
+    return np.where(t >= 0, a[np.maximum(t, 0)], at_minus_one)
+
+
+@given(s=schedules())
+def test_random_schedule_constants(s):
+    """0 < beta_t < 1, alpha_bar_t = prod_{s<=t} (1 - beta_s) strictly decreasing in (0, 1),
+    SNR = alpha_bar / (1 - alpha_bar), beta_tilde_0 = 0; named schedules: beta_t non-decreasing."""
+    betas = np.asarray(s.betas, np.float64)
+    ab, om = _alpha_bar_ref(s)
+    rtol = _ref_rtol(s)
+    stored_ab = np.asarray(s.alphas_cumprod, np.float64)
+    assert np.all((betas > 0) & (betas < 1))
+    assert np.all((stored_ab > 0) & (stored_ab < 1)) and np.all(np.diff(stored_ab) < 0)
+    np.testing.assert_allclose(stored_ab, ab, rtol=rtol)
+    np.testing.assert_allclose(s.alphas_cumprod_prev, np.append(1.0, ab[:-1]), rtol=rtol)
+    np.testing.assert_allclose(np.square(s.sqrt_one_minus_alphas_cumprod), om, rtol=rtol)
+    np.testing.assert_allclose(s.snr, ab / om, rtol=2 * rtol)
+    np.testing.assert_allclose(s.sqrt_alphas_cumprod * s.sqrt_recip_alphas_cumprod, 1.0,
+                               rtol=1e-6)
+    assert s.posterior_variance[0] == 0 and np.all(np.asarray(s.posterior_variance[1:]) > 0)
+
+
+@given(s=schedules(), seed=st.integers(0, 2**32 - 1))
+def test_q_posterior_is_bayes_rule_on_random_schedules(s, seed):
+    """q(x_{t-1} | x_t, x_0) ∝ N(x_t; sqrt(alpha_t) x_{t-1}, beta_t)
+    N(x_{t-1}; sqrt(alpha_bar_{t-1}) x_0, 1 - alpha_bar_{t-1}); the point mass at x_0 at t = 0."""
+    rng = np.random.default_rng(seed)
+    t = np.array([0, s.num_steps - 1, *rng.integers(0, s.num_steps, 2)])
+    x0, x_t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    mean, var, log_var = (np.asarray(a, np.float64) for a in dm.q_posterior(
+        s, jnp.asarray(x0, jnp.float32), jnp.asarray(x_t, jnp.float32), jnp.asarray(t)))
+    betas = np.asarray(s.betas, np.float64)[t]
+    ab, om = _alpha_bar_ref(s)
+    ab_prev, om_prev = _prev(ab, t - 1, 1.0), _prev(om, t - 1, 0.0)
+    rtol = _ref_rtol(s)
+    with np.errstate(divide="ignore"):
+        precision = (1.0 - betas) / betas + 1.0 / om_prev           # inf at t = 0
+    post_var = 1.0 / precision
+    a = post_var * np.sqrt(ab_prev) / np.where(t > 0, om_prev, 1.0)   # x0's coefficient
+    a = np.where(t > 0, a, 1.0)[:, None]
+    b = (post_var * np.sqrt(1.0 - betas) / betas)[:, None]           # x_t's coefficient
+    scale = np.abs(a * x0) + np.abs(b * x_t) + 1e-7
+    np.testing.assert_array_less(np.abs(mean - (a * x0 + b * x_t)), 2 * rtol * scale)
+    np.testing.assert_allclose(var, np.broadcast_to(post_var[:, None], var.shape), rtol=2 * rtol)
+    clipped = np.where(t[:, None] > 0, var, np.float64(s.posterior_variance[1]))
+    np.testing.assert_allclose(log_var, np.log(clipped), rtol=1e-5, atol=1e-6)
+
+
+@given(s=schedules(), seed=st.integers(0, 2**32 - 1))
+def test_forward_process_and_conversions_on_random_schedules(s, seed):
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps; x0, eps and v recovered from
+    x_t and any one of them; every (x0_hat, eps_hat) of a network output reproduces x_t."""
+    rng = np.random.default_rng(seed)
+    t = jnp.asarray(np.array([0, s.num_steps - 1, *rng.integers(0, s.num_steps, 2)]))
+    x0, eps, out = (jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) for _ in range(3))
+    ab, om = (v[np.asarray(t)][:, None] for v in _alpha_bar_ref(s))
+    x_t = dm.q_sample(s, x0, t, eps)
+    ref = np.sqrt(ab) * x0 + np.sqrt(om) * eps
+    np.testing.assert_array_less(np.abs(x_t - ref),
+                                 _ref_rtol(s) * (np.abs(x0) + np.abs(eps)) + 1e-7)
+    # float32 rounding (|.| * 1e-6) amplified by 1 / sqrt(ab) for x0, 1 / sqrt(1 - ab) for eps
+    size = np.abs(x0) + np.abs(eps) + 1.0
+    tol_x0, tol_eps = 1e-6 * size / np.sqrt(ab), 1e-6 * size / np.sqrt(om)
+    v = dm.predict_v(s, x0, t, eps)
+    for got, want, tol in ((dm.predict_x0_from_eps(s, x_t, t, eps), x0, tol_x0),
+                           (dm.predict_eps_from_x0(s, x_t, t, x0), eps, tol_eps),
+                           (dm.predict_x0_from_v(s, x_t, t, v), x0, 1e-6 * size),
+                           (dm.predict_eps_from_v(s, x_t, t, v), eps, 1e-6 * size)):
+        np.testing.assert_array_less(np.abs(got - want), tol)
+    c1, c2 = (np.asarray(a, np.float64)[np.asarray(t)][:, None]
+              for a in (s.sqrt_alphas_cumprod, s.sqrt_one_minus_alphas_cumprod))
+    for target in dm.TARGETS:
+        x0_hat, eps_hat = dm.model_output_to_x0_eps(s, x_t, t, out, target)
+        rebuilt = c1 * x0_hat + c2 * eps_hat        # with the schedule's own coefficients
+        size = np.abs(x_t) + np.abs(out) + 1.0
+        np.testing.assert_array_less(np.abs(rebuilt - x_t), 1e-5 * size)
+
+
+@st.composite
+def _step_pairs(draw, s):
+    """Per-example (t, t_prev) with -1 <= t_prev < t <= T - 1."""
+    t = np.asarray(draw(st.lists(st.integers(0, s.num_steps - 1), min_size=4, max_size=4)))
+    frac = np.asarray(draw(st.lists(st.floats(0, 1, exclude_max=True), min_size=4,
+                                    max_size=4)))
+    return t, np.floor(frac * (t + 1)).astype(int) - 1
+
+
+@given(s=schedules(), data=st.data(), eta=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_ddim_steps_follow_the_forward_marginals(s, data, eta, seed):
+    """With the exact (x_0, eps): x_{t_prev} = sqrt(ab') x_0 + sqrt(1 - ab' - sigma^2) eps
+    + sigma z, sigma^2 = eta^2 (1 - ab') / (1 - ab) (1 - ab / ab'), ab' = 1 at t_prev = -1;
+    DDIM inversion (eta = 0) maps x_{t_prev} back to x_t."""
+    t, t_prev = data.draw(_step_pairs(s), label="(t, t_prev)")
+    rng = np.random.default_rng(seed)
+    x0, eps = (jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) for _ in range(2))
+    ab_all, om_all = _alpha_bar_ref(s)
+    ab, om = ab_all[t][:, None], om_all[t][:, None]
+    ab_p, om_p = _prev(ab_all, t_prev, 1.0)[:, None], _prev(om_all, t_prev, 0.0)[:, None]
+    x_t = dm.q_sample(s, x0, jnp.asarray(t), eps)
+    key = jax.random.key(seed % 1000)
+    z = np.asarray(jax.random.normal(key, x0.shape), np.float64)
+    tol = 2 * _ref_rtol(s) * (np.abs(x0) + np.abs(eps) + np.abs(z)) + 1e-6
+    deterministic = dm.ddim_step(s, x_t, jnp.asarray(t), jnp.asarray(t_prev), x0, eps, None)
+    np.testing.assert_array_less(
+        np.abs(deterministic - (np.sqrt(ab_p) * x0 + np.sqrt(om_p) * eps)), tol)
+    sigma2 = eta**2 * om_p / om * (1.0 - ab / ab_p)
+    expected = (np.sqrt(ab_p) * x0 + np.sqrt(np.maximum(om_p - sigma2, 0.0)) * eps
+                + np.sqrt(sigma2) * z)
+    # float32 log alpha_bar (error ~ 1e-7 |log alpha_bar|) in 1 - ab / ab', and the reference,
+    # move sigma^2 by up to this much, and a square root by at most its square root.
+    sigma2_err = eta**2 * om_p / om * (5e-7 * (np.abs(np.log(ab)) + 1.0) + 4 * _ref_rtol(s))
+    stochastic = dm.ddim_step(s, x_t, jnp.asarray(t), jnp.asarray(t_prev), x0, eps, key,
+                              eta=eta)
+    np.testing.assert_array_less(np.abs(stochastic - expected),
+                                 tol + np.sqrt(sigma2_err) * (np.abs(z) + np.abs(eps)))
+    x_prev = dm.q_sample(s, x0, jnp.asarray(np.maximum(t_prev, 0)), eps)
+    x_prev = jnp.where(jnp.asarray(t_prev)[:, None] < 0, x0, x_prev)
+    up = dm.ddim_reverse_step(s, x_prev, jnp.asarray(t_prev), jnp.asarray(t), eps)
+    tol_up = 1e-6 * (np.abs(x0) + np.abs(eps) + 1.0) * np.sqrt(ab / ab_p)
+    np.testing.assert_array_less(np.abs(up - x_t), tol_up + tol)
+
+
+@given(k=st.sampled_from([1, 2, 7, 50]), data=st.data())      # a few shapes [K]
+def test_ddim_timesteps_partition_the_chain(k, data):
+    """ts strictly decreasing from T - 1; the K gaps of (ts, -1) are floor or ceil of T / K
+    and add up to T; ts_prev = (ts[1:], -1); ddim_timestep(i >= K) = -1."""
+    num_train = data.draw(st.integers(k, 1000), label="T")
+    ts, ts_prev = (np.asarray(a) for a in dm.ddim_timesteps(num_train, k))
+    assert ts.shape == ts_prev.shape == (k,) and ts.dtype == ts_prev.dtype == np.int32
+    assert ts[0] == num_train - 1 and ts[-1] >= 0
+    gaps = -np.diff(np.append(ts, -1))
+    assert gaps.sum() == num_train
+    assert set(gaps.tolist()) <= {num_train // k, -(-num_train // k)}
+    np.testing.assert_array_equal(ts_prev, np.append(ts[1:], -1))
+    if k == num_train:
+        np.testing.assert_array_equal(ts, np.arange(num_train - 1, -1, -1))
+    beyond = data.draw(st.integers(k, k + 5), label="i >= K")
+    assert int(dm.ddim_timestep(beyond, num_train, k)) == -1
+
+
+_gaussians = hnp.arrays(np.float32, (4, 6),
+                        elements=st.floats(-5, 5, width=32, allow_subnormal=False))
+
+
+@given(params=_gaussians, same=st.booleans())
+def test_normal_kl_closed_form_and_zero_iff_equal(params, same):
+    """KL(N(m1, e^{v1}) || N(m2, e^{v2})) = 1/2 (v2 - v1 + e^{v1 - v2} + (m1 - m2)^2 e^{-v2} - 1)
+    >= 0, with equality iff (m1, v1) = (m2, v2)."""
+    m1, v1, m2, v2 = params
+    if same:
+        m2, v2 = m1, v1
+    kl = np.asarray(dm.normal_kl(m1, v1, m2, v2), np.float64)
+    m1, v1, m2, v2 = (np.float64(a) for a in (m1, v1, m2, v2))
+    ref = 0.5 * (v2 - v1 + np.exp(v1 - v2) + (m1 - m2) ** 2 * np.exp(-v2) - 1.0)
+    np.testing.assert_array_less(np.abs(kl - ref), 1e-4 * ref + 1e-6 * (1.0 + np.exp(v1 - v2)))
+    assert np.all(kl >= 0.0)
+    equal = (m1 == m2) & (v1 == v2)
+    assert np.all(kl[equal] == 0.0)
+    assert np.all(kl[(np.abs(m1 - m2) * np.exp(-v2 / 2) > 1e-2) | (np.abs(v1 - v2) > 1e-2)] > 0)
+
+
+@given(s=schedules(), seed=st.integers(0, 2**32 - 1))
+def test_prior_kl_closed_form_on_random_schedules(s, seed):
+    """L_T = sum_i 1/2 (ab_T x_i^2 + (1 - ab_T) - 1 - log(1 - ab_T)) >= 0, ab = alpha_bar."""
+    x0 = np.random.default_rng(seed).uniform(-1, 1, size=(3, 2, 2, 1))
+    ab, om = (v[-1] for v in _alpha_bar_ref(s))
+    kl = np.asarray(dm.prior_kl(s, jnp.asarray(x0, jnp.float32)), np.float64)
+    expected = 0.5 * (ab * x0**2 - ab - np.log(om)).sum(axis=(1, 2, 3))
+    assert kl.shape == (3,) and np.all(kl >= 0)
+    np.testing.assert_allclose(kl, expected, rtol=1e-3 + 10 * _ref_rtol(s), atol=1e-6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -229,7 +229,6 @@ _kl_jit = jax.jit(lk.gaussian_kl)
 _finite = dict(min_value=-6.0, max_value=6.0, width=32)
 
 
-@settings(deadline=None, max_examples=60)
 @given(hnp.arrays(np.float32, (4, 8), elements=st.floats(**_finite)))
 def test_gaussian_kl_is_non_negative(params):
     kl = np.asarray(_kl_jit(params[0], params[1], params[2], params[3]))
@@ -303,7 +302,7 @@ def test_dequantize_stays_in_bin_for_extreme_noise(num_levels):
     """u = 0 and u = largest float below 1 still give floor(y * L) == x and y < 1."""
     x = jnp.arange(num_levels, dtype=jnp.float32)
     for u in (0.0, float(np.nextafter(np.float32(1), np.float32(0)))):
-        y = np.asarray(lk._dequantize_with_noise(x, jnp.full_like(x, u), num_levels))
+        y = np.asarray(lk.dequantize_with_noise(x, jnp.full_like(x, u), num_levels))
         assert y.min() >= 0.0 and y.max() < 1.0
         np.testing.assert_array_equal(np.floor(y * np.float32(num_levels)), np.asarray(x))
 
@@ -366,3 +365,167 @@ def test_rgb_pixel_mixture_sums_to_one_and_sampler_matches_it():
     counts = np.bincount((k * [levels ** 2, levels, 1]).sum(-1), minlength=levels ** 3)
     p = np.exp(np.asarray(logp))
     assert np.max(np.abs(counts / n - p)) < 4 * np.sqrt(p.max() / n)
+
+
+# --------------------------------------------------------------------------------------
+# Properties (hypothesis)
+# --------------------------------------------------------------------------------------
+#
+# Arrays keep a few fixed shapes (levels padded to 16 rows, pixels to 125 and mixtures to a
+# fixed K with zero-weight components), and L comes from a small set: the likelihoods are
+# jitted with L static, one compile per (function, L), which beats compiling their many ops
+# eagerly.
+
+_params8 = functools.partial(hnp.arrays, np.float32, (8,))
+_discretized_jit = {name: jax.jit(fn, static_argnums=3) for name, fn in DISCRETIZED.items()}
+_mixture_jit = jax.jit(lk.discretized_logistic_mixture_log_prob, static_argnums=4)
+_pixel_jit = jax.jit(lk.pixel_mixture_log_prob, static_argnums=5)
+_small_levels = st.sampled_from([2, 3, 4, 7, 16])          # one compile per L
+
+
+def _all_levels(num_levels, rows=16):
+    """to_symmetric(k) for k = 0..L-1, padded to ``rows`` by repeating L - 1: [rows, 1],
+    and the mask of the real rows."""
+    k = np.minimum(np.arange(rows), num_levels - 1)
+    return lk.to_symmetric(k, num_levels)[:, None], np.arange(rows) < num_levels
+
+
+@pytest.mark.parametrize("name", sorted(DISCRETIZED))
+@given(num_levels=_small_levels,
+       mean=_params8(elements=st.floats(-3, 3, width=32, allow_subnormal=False)),
+       log_scale=_params8(elements=st.floats(-7, 4, width=32, allow_subnormal=False)))
+def test_discretized_levels_sum_to_one(name, num_levels, mean, log_scale):
+    """sum_{k=0}^{L-1} p(x_k | mu, s) = 1 for every mu, s and L, each log p(x_k) <= 0."""
+    x, real = _all_levels(num_levels)
+    log_p = np.asarray(_discretized_jit[name](x, mean, log_scale, num_levels), np.float64)[real]
+    assert log_p.shape == (num_levels, 8) and np.all(np.isfinite(log_p))
+    assert np.all(log_p <= 1e-6)
+    np.testing.assert_allclose(np.exp(log_p).sum(0), 1.0, atol=1e-5)
+
+
+@given(num_levels=_small_levels, k=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_logistic_mixture_levels_sum_to_one(num_levels, k, seed):
+    """sum_k p(x_k) = 1 for a random mixture of K discretized logistics, and p(x) =
+    sum_j pi_j p_logistic(x; mu_j, s_j) with pi = softmax(logits)."""
+    rng = np.random.default_rng(seed)
+    # K components padded to 4 with weight e^-1e4 / Z = 0 in float32: one shape for all K.
+    logits = np.concatenate([rng.normal(size=(8, k)) * 2, np.full((8, 4 - k), -1e4)], -1)
+    means, log_scales = rng.uniform(-2, 2, (8, 4)), rng.uniform(-6, 2, (8, 4))
+    x, real = _all_levels(num_levels)
+    log_p = np.asarray(_mixture_jit(x, np.float32(logits), np.float32(means),
+                                    np.float32(log_scales), num_levels), np.float64)[real]
+    np.testing.assert_allclose(np.exp(log_p).sum(0), 1.0, atol=1e-5)
+    components = np.stack([np.exp(np.asarray(_discretized_jit["logistic"](
+        x, np.float32(means[:, j]), np.float32(log_scales[:, j]), num_levels), np.float64))
+        for j in range(k)], -1)[real]
+    weights = scipy.special.softmax(np.float32(logits[:, :k]).astype(np.float64), axis=-1)
+    np.testing.assert_allclose(np.exp(log_p), (components * weights).sum(-1), rtol=1e-5,
+                               atol=1e-7)
+
+
+@given(num_levels=st.sampled_from([2, 3, 5]), k=st.integers(1, 3),
+       seed=st.integers(0, 2**32 - 1))
+def test_pixel_mixture_sums_to_one_over_all_pixels(num_levels, k, seed):
+    """sum over the L^3 RGB pixels of p(x) = 1 for random mixtures and channel couplings (one
+    channel: the elementwise mixture above)."""
+    rng, channels = np.random.default_rng(seed), 3
+    pixels = np.stack(np.meshgrid(*[np.arange(num_levels)] * channels, indexing="ij"),
+                      -1).reshape(-1, channels)
+    n = len(pixels)
+    pixels = np.concatenate([pixels, np.repeat(pixels[-1:], 125 - n, axis=0)])
+    # K components padded to 3 with weight e^-1e4 / Z = 0 in float32: one shape for all K.
+    logits = np.concatenate([rng.normal(size=k), np.full(3 - k, -1e4)])
+    params = (logits, rng.uniform(-1.5, 1.5, (channels, 3)), rng.uniform(-4, 1, (channels, 3)),
+              np.tanh(rng.normal(size=(channels * (channels - 1) // 2, 3))))
+    log_p = _pixel_jit(lk.to_symmetric(pixels, num_levels), *(np.float32(p) for p in params),
+                       num_levels)
+    log_p = np.asarray(log_p, np.float64)[:n]
+    assert np.all(log_p <= 1e-6)
+    np.testing.assert_allclose(np.exp(log_p).sum(), 1.0, atol=1e-5)
+
+
+@given(logits=hnp.arrays(st.sampled_from([np.float32, np.float16]), (8,),
+                         elements=st.floats(-30, 30, width=16, allow_subnormal=False)),
+       x_dtype=st.sampled_from([np.bool_, np.uint8, np.int32, np.float32]))
+def test_bernoulli_sums_to_one(logits, x_dtype):
+    """p(0) + p(1) = 1, log p <= 0, in the floating dtype the arguments promote to."""
+    log_p = [lk.bernoulli_log_prob(np.full(8, v, x_dtype), logits) for v in (0, 1)]
+    dtype = jnp.result_type(x_dtype, logits.dtype)
+    dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
+    assert log_p[0].dtype == log_p[1].dtype == dtype
+    total = sum(np.exp(np.asarray(lp, np.float64)) for lp in log_p)
+    np.testing.assert_allclose(total, 1.0, atol=2e-3 if dtype == jnp.float16 else 1e-6)
+    assert all(np.all(np.asarray(lp) <= 0) for lp in log_p)
+
+
+@given(params=hnp.arrays(np.float32, (4, 8),
+                         elements=st.floats(-5, 5, width=32, allow_subnormal=False)),
+       standard_prior=st.booleans())
+def test_gaussian_kl_closed_form(params, standard_prior):
+    """KL(q || p) = log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2, p = N(0, 1)
+    by default."""
+    m_q, s_q, m_p, s_p = params
+    if standard_prior:
+        kl = lk.gaussian_kl(m_q, s_q)
+        m_p, s_p = np.zeros(8, np.float32), np.zeros(8, np.float32)
+    else:
+        kl = lk.gaussian_kl(m_q, s_q, m_p, s_p)
+    m_q, s_q, m_p, s_p = (np.float64(a) for a in (m_q, s_q, m_p, s_p))
+    ref = (s_p - s_q + (np.exp(2 * s_q) + (m_q - m_p) ** 2) / (2 * np.exp(2 * s_p)) - 0.5)
+    np.testing.assert_array_less(np.abs(kl - ref),
+                                 1e-4 * ref + 1e-6 * (1 + np.exp(2 * (s_q - s_p))))
+
+
+@given(nll=hnp.arrays(np.float32, (5,),
+                      elements=st.floats(0, 1e6, width=32, allow_subnormal=False)),
+       num_dims=st.integers(1, 3 * 256 * 256))
+def test_bits_per_dim_is_nats_over_d_ln2(nll, num_dims):
+    """bpd D ln 2 = nll: a conversion of units, linear in the NLL."""
+    bpd = np.asarray(lk.bits_per_dim(nll, num_dims), np.float64)
+    np.testing.assert_allclose(bpd * num_dims * math.log(2.0), nll, rtol=1e-6,
+                               atol=1e-30)         # XLA flushes subnormal results to 0
+
+
+@given(num_levels=st.integers(2, 1024), seed=st.integers(0, 2**32 - 1))
+def test_symmetric_scaling_round_trips_and_rounds_to_the_nearest_level(num_levels, seed):
+    """from_symmetric(to_symmetric(k)) = k on every level (uint8 for L <= 256, int32
+    above); any x maps to argmin_k |x - (2 k / (L - 1) - 1)|."""
+    rng = np.random.default_rng(seed)
+    dtype = np.uint8 if num_levels <= 256 else np.int32
+    k = np.append(rng.integers(0, num_levels, 62), [0, num_levels - 1]).astype(dtype)
+    sym = np.asarray(lk.to_symmetric(k, num_levels))
+    assert sym.dtype == np.float32 and sym.min() >= -1 and sym.max() <= 1
+    assert sym[-2] == -1.0 and abs(sym[-1] - 1.0) <= 2.0**-23      # exactly 1: see below
+    np.testing.assert_allclose(sym, 2 * np.asarray(lk.to_unit_interval(k, num_levels)) - 1,
+                               atol=1e-6)
+    back = np.asarray(lk.from_symmetric(sym, num_levels))
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, k)
+    x = rng.uniform(-1.2, 1.2, 64).astype(np.float32)
+    nearest = np.asarray(lk.from_symmetric(x, num_levels)).astype(np.int64)
+    grid = 2.0 * np.arange(num_levels) / (num_levels - 1) - 1.0
+    dist = np.abs(np.float64(x)[:, None] - grid[None, :])
+    assert np.all(dist[np.arange(64), nearest] <= dist.min(1) + 1e-6)
+
+
+def test_scaling_maps_the_top_level_to_exactly_one():
+    """to_symmetric(L - 1) = to_unit_interval(L - 1) = 1.0 exactly, for every L."""
+    for num_levels in (42, 48, 108):
+        top = np.full(2, num_levels - 1, np.int32)
+        np.testing.assert_array_equal(lk.to_symmetric(top, num_levels), 1.0)
+        np.testing.assert_array_equal(lk.to_unit_interval(top, num_levels), 1.0)
+
+
+@given(num_levels=st.integers(2, 1024), seed=st.integers(0, 2**32 - 1))
+def test_uniform_dequantize_stays_in_the_bin(num_levels, seed):
+    """y = (k + u) / L in [0, 1) with floor(y L) = k for every level, also for u = 0 and
+    the largest float32 u below 1."""
+    k = np.random.default_rng(seed).permutation(np.arange(1024) % num_levels)
+    k = k.reshape(128, 8).astype(np.float32)
+    below_one = float(np.nextafter(np.float32(1), np.float32(0)))
+    for y in (lk.uniform_dequantize(jax.random.key(seed % 1000), k, num_levels),
+              lk.dequantize_with_noise(k, jnp.zeros_like(k), num_levels),
+              lk.dequantize_with_noise(k, jnp.full_like(k, below_one), num_levels)):
+        y = np.asarray(y)
+        assert y.dtype == np.float32 and y.min() >= 0.0 and y.max() < 1.0
+        np.testing.assert_array_equal(np.floor(y * np.float32(num_levels)), k)

@@ -1,8 +1,11 @@
 """FID / IS / KID / precision-recall against references and closed forms."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import given
+from hypothesis import strategies as st
 
 from genjax.core.metrics import (
     fid_from_features,
@@ -10,6 +13,7 @@ from genjax.core.metrics import (
     inception_score,
     kernel_inception_distance,
     precision_recall,
+    psnr_from_mse,
 )
 
 
@@ -109,3 +113,136 @@ def test_kid_equals_a_brute_force_unbiased_mmd2_with_the_cubic_kernel():
     kid, std = kernel_inception_distance(x, y, num_subsets=2, subset_size=m)
     np.testing.assert_allclose(kid, expected, rtol=1e-12)
     assert std < 1e-12                        # both subsets are the whole sets
+
+
+# --------------------------------------------------------------------------------------
+# Properties (hypothesis)
+# --------------------------------------------------------------------------------------
+
+
+@st.composite
+def feature_sets(draw, min_n=3):
+    """Two float64 feature sets [N1, d], [N2, d] of different means and scales."""
+    d = draw(st.integers(1, 6), label="d")
+    n1, n2 = (draw(st.integers(min_n, 40), label=f"N{i}") for i in (1, 2))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = rng.normal(size=(n1, d)) * rng.uniform(0.1, 3, d) + rng.normal(size=d)
+    y = rng.normal(size=(n2, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d)
+    return x, y, rng
+
+
+def _orthogonal(rng, d):
+    return np.linalg.qr(rng.normal(size=(d, d)))[0]
+
+
+def _close(a, b, scale, atol=1e-9):
+    np.testing.assert_allclose(a, b, rtol=1e-7, atol=atol * scale)
+
+
+# FID takes square roots of eigenvalues; with N <= d the covariances are singular and
+# rounding noise of order 1e-16 scale^2 in the zero eigenvalues becomes 1e-8 scale each.
+_FID_ATOL = 1e-6
+
+
+@given(feature_sets())
+def test_fid_is_a_symmetric_non_negative_invariant_distance(sets):
+    """FID(x, y) = FID(y, x) >= 0, FID(x, x) = 0, unchanged by permuting samples and by a
+    common translation or rotation; FID(a x, a y) = a^2 FID(x, y)."""
+    x, y, rng = sets
+    fid = fid_from_features(x, y)
+    scale = 1.0 + np.sum(x**2) / len(x) + np.sum(y**2) / len(y)
+    _close(fid_from_features(y, x), fid, scale, _FID_ATOL)
+    assert fid >= -_FID_ATOL * scale
+    assert abs(fid_from_features(x, x)) <= _FID_ATOL * scale
+    _close(fid_from_features(x[rng.permutation(len(x))], y[rng.permutation(len(y))]), fid,
+           scale, _FID_ATOL)
+    shift, q = rng.normal(size=x.shape[1]) * 10, _orthogonal(rng, x.shape[1])
+    _close(fid_from_features(x + shift, y + shift), fid, scale + 100 * x.shape[1], _FID_ATOL)
+    _close(fid_from_features(x @ q, y @ q), fid, scale, _FID_ATOL)
+    _close(fid_from_features(3.0 * x, 3.0 * y), 9.0 * fid, 9.0 * scale, _FID_ATOL)
+
+
+def _random_psd(rng, d, rank):
+    a = rng.normal(size=(d, rank))
+    return a @ a.T
+
+
+@given(d=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_frechet_distance_closed_forms_and_triangle_inequality(d, seed):
+    """d(N_1, N_1) = 0; diagonal Sigmas: ||mu_1 - mu_2||^2 + sum_i (sqrt s_1i - sqrt s_2i)^2;
+    sqrt(d) is the 2-Wasserstein metric: sqrt d(1, 3) <= sqrt d(1, 2) + sqrt d(2, 3)."""
+    rng = np.random.default_rng(seed)
+    mus = rng.normal(size=(3, d))
+    sigmas = [_random_psd(rng, d, int(r)) for r in rng.integers(1, d + 1, 3)]
+    scale = 1.0 + max(np.trace(s) for s in sigmas)
+    assert abs(frechet_distance(mus[0], sigmas[0], mus[0], sigmas[0])) <= _FID_ATOL * scale
+    s1, s2 = rng.uniform(0, 3, d), rng.uniform(0, 3, d)
+    np.testing.assert_allclose(
+        frechet_distance(mus[0], np.diag(s1), mus[1], np.diag(s2)),
+        np.sum((mus[0] - mus[1]) ** 2) + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2), rtol=1e-9)
+    w = [np.sqrt(max(frechet_distance(mus[i], sigmas[i], mus[j], sigmas[j]), 0.0))
+         for i, j in ((0, 2), (0, 1), (1, 2))]
+    assert w[0] <= w[1] + w[2] + 1e-3 * np.sqrt(scale)          # sqrt of rounding noise
+
+
+@given(n=st.integers(2, 60), k=st.integers(2, 10), splits=st.integers(1, 4),
+       seed=st.integers(0, 2**32 - 1), sharpness=st.floats(0.05, 5.0))
+def test_inception_score_lies_between_one_and_k(n, k, splits, seed, sharpness):
+    """1 <= IS <= K for any class probabilities; IS is unchanged by relabelling the classes,
+    and, in one split, by reordering the samples."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, sharpness), size=n)
+    mean, std = inception_score(probs, num_splits=min(splits, n))
+    assert 1.0 - 1e-9 <= mean <= k + 1e-9 and std >= 0.0
+    relabelled = inception_score(probs[:, rng.permutation(k)], num_splits=min(splits, n))
+    np.testing.assert_allclose(relabelled, (mean, std), rtol=1e-9, atol=1e-12)
+    one = inception_score(probs, num_splits=1)[0]
+    np.testing.assert_allclose(inception_score(probs[rng.permutation(n)], num_splits=1)[0],
+                               one, rtol=1e-9)
+
+
+@given(feature_sets(min_n=2))
+def test_kid_on_whole_sets_is_symmetric_and_rotation_invariant(sets):
+    """With N samples in each set and subsets of size N, KID(x, y) = KID(y, x), unchanged by
+    permuting samples and by a common rotation (the kernel (x.y / d + 1)^3 sees only inner
+    products), with zero spread over subsets."""
+    x, y, rng = sets
+    n = min(len(x), len(y))
+    x, y = x[:n], y[:n]
+    whole = dict(num_subsets=2, subset_size=n)
+    kid, std = kernel_inception_distance(x, y, **whole)
+    scale = (1.0 + max(np.abs(x).max(), np.abs(y).max()) ** 2) ** 3
+    assert std <= 1e-9 * scale
+    _close(kernel_inception_distance(y, x, **whole)[0], kid, scale)
+    q = _orthogonal(rng, x.shape[1])
+    _close(kernel_inception_distance(x @ q, y @ q, **whole)[0], kid, scale)
+    _close(kernel_inception_distance(x[::-1], y[rng.permutation(n)], **whole)[0], kid, scale)
+
+
+@given(sets=feature_sets(min_n=4), k=st.integers(1, 3))
+def test_precision_recall_are_fractions_and_swap_with_the_arguments(sets, k):
+    """precision, recall in [0, 1]; (P, R)(x, y) = (R, P)(y, x); (1, 1) on identical sets;
+    unchanged by permutation, translation, rotation and scaling of both sets."""
+    x, y, rng = sets
+    precision, recall = precision_recall(x, y, k=k)
+    assert 0.0 <= precision <= 1.0 and 0.0 <= recall <= 1.0
+    assert precision_recall(y, x, k=k) == (recall, precision)
+    assert precision_recall(x, x, k=k) == (1.0, 1.0)
+    q = _orthogonal(rng, x.shape[1])
+    moved = [precision_recall(x[::-1], y[rng.permutation(len(y))], k=k),
+             precision_recall(2.0 * x @ q + 1.0, 2.0 * y @ q + 1.0, k=k)]
+    for pr in moved:
+        np.testing.assert_allclose(pr, (precision, recall), atol=1.5 / min(len(x), len(y)))
+
+
+@given(mse=st.floats(1e-8, 1e4), peak=st.sampled_from([1.0, 2.0, 255.0]))
+def test_psnr_from_mse(mse, peak):
+    """PSNR(peak^2) = 0 dB, PSNR(mse / 10) = PSNR(mse) + 10 dB (decreasing in the MSE),
+    the same in numpy and jax."""
+    psnr = psnr_from_mse(mse, peak)
+    assert abs(psnr_from_mse(peak**2, peak)) < 1e-12
+    np.testing.assert_allclose(psnr_from_mse(mse / 10.0, peak), psnr + 10.0, rtol=1e-12,
+                               atol=1e-9)
+    assert psnr_from_mse(mse * 1.5, peak) < psnr
+    np.testing.assert_allclose(psnr_from_mse(jnp.float32(mse), peak), psnr, rtol=1e-5,
+                               atol=1e-4)

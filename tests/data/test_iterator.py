@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from genjax.data import BatchIterator
@@ -68,7 +68,6 @@ def test_epochs_differ():
     assert not np.array_equal(next(iterator)["index"], next(iterator)["index"])
 
 
-@settings(deadline=None, max_examples=60)
 @given(
     num_examples=st.integers(1, 12),
     batch_size=st.integers(1, 5),
