@@ -1,4 +1,6 @@
-"""Execute every notebook in colabs/ with GENJAX_TINY=1 (tiny models, a few steps, CPU).
+"""Execute every notebook in colabs/ with GENJAX_TINY=1 (tiny models, a few steps, CPU): slow
+tier (one to two and a half minutes each on 2 cores); the default tier checks that they are stored
+without outputs and how their set-up cell installs genjax.
 
 The kernel is a kernelspec written into a temporary JUPYTER_PATH that runs the
 interpreter of this test (``sys.executable -m ipykernel_launcher``), so the
@@ -66,6 +68,7 @@ def test_notebook_stored_without_outputs(path):
                 f"{path.name}: clear the outputs before committing"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_tiny(path, kernel_env):
     nb = nbformat.read(path, as_version=4)

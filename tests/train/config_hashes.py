@@ -123,7 +123,7 @@ if __name__ == "__main__":
     full = "--full" in sys.argv
     names = [a for a in sys.argv[1:] if not a.startswith("--")] or list(CONFIGS)
     hashes = {name: train_hashes(name, full=full) for name in names}
-    print(json.dumps(hashes, indent=2))
+    print("hashes:", json.dumps(hashes))
     if "--write" in sys.argv:
         stored = json.load(open(FIXTURE)) if os.path.exists(FIXTURE) else {}
         stored.setdefault("full" if full else "tiny", {}).update(hashes)

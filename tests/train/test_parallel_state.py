@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.slow
 @pytest.mark.multidevice
 def test_state_updates_match_single_device_under_mesh_and_pmap():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+               + " --xla_force_host_platform_device_count=2",
                JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-m", "tests.train.parallel_state_check"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
