@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +113,7 @@ def test_eval_folders_prints_the_table_and_writes_json(tmp_path):
     assert "need --inception_weights FILE" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sample_with_a_prompt(tmp_path):
     """--prompt (with --temperature, --top_k, --guidance) reaches a text-conditioned token
     prior; a model without such an argument refuses the flag in one line."""

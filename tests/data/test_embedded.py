@@ -19,6 +19,8 @@ SIZES = {
     "toy2d/rings": (10000, 2000),
     "toy2d/checkerboard": (10000, 2000),
     "toy2d/gmm8": (10000, 2000),
+    "toy2d/ring8": (10000, 2000),
+    "toy2d/grid25": (10000, 2000),
 }
 SHAPES = {
     "digits": (8, 8, 1),

@@ -193,6 +193,7 @@ def test_inpainted_region_is_consistent_with_the_known_region(sampler, steps, fl
     assert 0.25 < agreement(0 * known, 1) < 0.75              # nothing known: a coin flip
 
 
+@pytest.mark.slow
 def test_variational_bound_is_finite_and_improves_with_a_better_model(batch):
     model = build(tiny_ddpm_config(num_timesteps=10).model)
     params = _init(model, batch)

@@ -4,6 +4,7 @@ stacks, and the transformer's key/value cache."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from genjax.core.masks import pixelcnn_mask
 from genjax.nn.masked import GatedPixelCNN, MaskedConv, PixelCNN
@@ -59,6 +60,7 @@ def test_gated_pixelcnn_has_no_blind_spot():
     assert np.all(seen[window])
 
 
+@pytest.mark.slow
 def test_transformer_cache_matches_full_forward():
     net = CausalTransformer(vocab_size=5, out_features=5, max_len=7, dim=16, num_layers=2,
                             num_heads=2, num_classes=3)

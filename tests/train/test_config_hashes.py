@@ -27,13 +27,10 @@ def train_hashes(name, full=False):
     return json.loads(line.removeprefix("hashes: "))[name]
 
 
-# Each takes 10-35 s (a compile, 20 steps, and for the latent models a pretrained run
-# first): the default tier keeps the VAE, the rest run in the slow tier.
-SLOW = set(CONFIGS) - {"vae_digits"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in sorted(CONFIGS)])
+# Each takes 10-35 s (a subprocess, a compile, 20 steps, and for the latent models a pretrained
+# run first): slow tier.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_tiny_config_trains_to_the_recorded_bits(name):
     assert train_hashes(name) == STORED["tiny"][name]
 
