@@ -1,0 +1,277 @@
+"""Score-based generative modelling through SDEs (Song et al., 2021), as pure functions.
+
+A forward SDE dx = f(x, t) dt + g(t) dw on t in [0, T = 1] turns data into noise; its
+marginals are Gaussian given x_0, ``marginal_prob(x0, t) = (mean, std)``. With the score
+s(x, t) = grad_x log p_t(x) (a network, or exact in tests):
+
+- the reverse SDE       dx = [f(x, t) - g(t)^2 s(x, t)] dt + g(t) dw_bar   (t from 1 to 0),
+- the probability-flow ODE  dx/dt = v(x, t) = f(x, t) - 1/2 g(t)^2 s(x, t),
+
+which has the same marginals p_t; along it d log p_t(x_t) / dt = -div v(x_t, t), so
+
+    log p_0(x) = log p_1(x_1) + int_0^1 div v(x_t, t) dt,
+
+exactly ("exact" trace, by forward-mode Jacobian; for small dimensions) or in expectation
+(Hutchinson: div v = E_e[e^T (dv/dx) e], e Rademacher, fixed along the path).
+
+SDEs (beta(t) = beta_min + t (beta_max - beta_min), B(t) = int_0^t beta):
+- ``VPSDE``:    f = -1/2 beta(t) x, g = sqrt(beta(t)); mean e^{-B/2} x_0, std sqrt(1 - e^{-B}).
+  The discrete DDPM chain with beta_i = beta(i / N) / N is its Euler discretisation.
+- ``SubVPSDE``: same f, g = sqrt(beta(t) (1 - e^{-2 B(t)})); mean e^{-B/2} x_0, std 1 - e^{-B}.
+- ``VESDE``:    f = 0, g = sigma(t) sqrt(2 log(sigma_max / sigma_min)) with
+  sigma(t) = sigma_min (sigma_max / sigma_min)^t; mean x_0, std sigma(t) (x_0 + N(0, sigma_min^2)
+  at t = 0 is the data at the smallest noise, as in NCSN).
+
+Samplers run from t = 1 to t = ``eps`` on a uniform grid of ``num_steps`` steps, each one
+``lax.scan``: Euler-Maruyama on the reverse SDE, predictor-corrector (an Euler-Maruyama
+predictor and ``corrector_steps`` Langevin corrector moves whose step is set by the
+signal-to-noise ratio ``snr``: eps_L = 2 (snr |z| / |s|)^2), and Heun on the
+probability-flow ODE. Every array is a batch [B, ...]; ``t`` is a scalar or [B].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]     # (x [B, ...], t [B]) -> score
+
+
+def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
+    """A scalar or [B] value broadcast against x [B, ...]."""
+    v = jnp.asarray(v, x.dtype)
+    return v.reshape(v.shape + (1,) * (x.ndim - v.ndim)) if v.ndim else v
+
+
+def _sum_event(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1).sum(axis=1)
+
+
+def _standard_normal_logp(z: jax.Array, std) -> jax.Array:
+    d = math.prod(z.shape[1:])
+    return -0.5 * _sum_event(z ** 2) / std ** 2 - d * (jnp.log(std) + 0.5 * math.log(2 * math.pi))
+
+
+@dataclasses.dataclass(frozen=True)
+class VPSDE:
+    """Variance preserving: the continuous DDPM."""
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+
+    def beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integral(self, t):                   # B(t) = int_0^t beta
+        return self.beta_min * t + 0.5 * t ** 2 * (self.beta_max - self.beta_min)
+
+    def sde(self, x, t):
+        """(f(x, t), g(t))."""
+        beta = _per_example(self.beta(t), x)
+        return -0.5 * beta * x, jnp.sqrt(beta)
+
+    def marginal_prob(self, x0, t):
+        b = _per_example(self.integral(t), x0)
+        return jnp.exp(-0.5 * b) * x0, jnp.sqrt(-jnp.expm1(-b))
+
+    def prior_std(self) -> float:
+        return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SubVPSDE(VPSDE):
+    """The VP drift with a smaller diffusion: its variance is (1 - e^{-B})^2 <= 1 - e^{-B}."""
+
+    def sde(self, x, t):
+        drift, _ = VPSDE.sde(self, x, t)
+        beta = _per_example(self.beta(t), x)
+        b = _per_example(self.integral(t), x)
+        return drift, jnp.sqrt(beta * -jnp.expm1(-2.0 * b))
+
+    def marginal_prob(self, x0, t):
+        b = _per_example(self.integral(t), x0)
+        return jnp.exp(-0.5 * b) * x0, -jnp.expm1(-b)
+
+
+@dataclasses.dataclass(frozen=True)
+class VESDE:
+    """Variance exploding: the continuous NCSN."""
+
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+
+    def sigma(self, t):
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def sde(self, x, t):
+        sigma = _per_example(self.sigma(t), x)
+        return jnp.zeros_like(x), sigma * math.sqrt(2.0 * math.log(self.sigma_max / self.sigma_min))
+
+    def marginal_prob(self, x0, t):
+        return x0, _per_example(self.sigma(t), x0)
+
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+
+SDE = VPSDE | SubVPSDE | VESDE
+
+
+def prior_sampling(sde: SDE, rng: jax.Array, shape: tuple) -> jax.Array:
+    """x_1 ~ p_1 = N(0, prior_std^2 I)."""
+    return sde.prior_std() * jax.random.normal(rng, shape)
+
+
+def prior_logp(sde: SDE, z: jax.Array) -> jax.Array:
+    """log N(z; 0, prior_std^2 I) per example [B], in nats."""
+    return _standard_normal_logp(z, sde.prior_std())
+
+
+def reverse_drift(sde: SDE, score_fn: ScoreFn, x, t, *, ode: bool = False):
+    """f - g^2 s (reverse SDE) or f - 1/2 g^2 s (probability-flow ODE); and g."""
+    drift, g = sde.sde(x, t)
+    weight = 0.5 if ode else 1.0
+    return drift - weight * g ** 2 * score_fn(x, t), g
+
+
+def _grid(num_steps: int, eps: float):
+    """Times 1 = t_0 > ... > t_{N-1} and the step dt = (1 - eps) / N."""
+    ts = jnp.linspace(1.0, eps, num_steps + 1)[:-1]
+    return ts, (1.0 - eps) / num_steps
+
+
+def euler_maruyama(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int, eps: float = 1e-3):
+    """The reverse SDE from x_1 by Euler-Maruyama: x <- x - (f - g^2 s) dt + g sqrt(dt) z;
+    the last step adds no noise (its mean is returned)."""
+    ts, dt = _grid(num_steps, eps)
+
+    def step(x, inputs):
+        i, t, key = inputs
+        drift, g = reverse_drift(sde, score_fn, x, jnp.full(x.shape[:1], t))
+        mean = x - drift * dt
+        noise = g * math.sqrt(dt) * jax.random.normal(key, x.shape, x.dtype)
+        return jnp.where(i == num_steps - 1, mean, mean + noise), None
+
+    keys = jax.random.split(rng, num_steps)
+    x, _ = jax.lax.scan(step, x1, (jnp.arange(num_steps), ts, keys))
+    return x
+
+
+def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int,
+                        corrector_steps: int = 1, snr: float = 0.16, eps: float = 1e-3):
+    """Euler-Maruyama predictor + Langevin corrector at each time: the corrector moves
+    x <- x + eps_L s + sqrt(2 eps_L) z with eps_L = 2 (snr |z| / |s|)^2 (norms averaged over
+    the batch)."""
+    ts, dt = _grid(num_steps, eps)
+
+    def correct(x, t, key):
+        def move(x, k):
+            s = score_fn(x, t)
+            z = jax.random.normal(k, x.shape, x.dtype)
+            # norms averaged over the batch, as score_sde does: per-example norms of a
+            # low-dimensional x can be near 0 and would give a huge step
+            ratio = jnp.mean(jnp.sqrt(_sum_event(z ** 2))) / jnp.maximum(
+                jnp.mean(jnp.sqrt(_sum_event(s ** 2))), 1e-20)
+            step = 2.0 * (snr * ratio) ** 2
+            return x + step * s + jnp.sqrt(2.0 * step) * z, None
+
+        x, _ = jax.lax.scan(move, x, jax.random.split(key, corrector_steps))
+        return x
+
+    def step(x, inputs):
+        i, t, key = inputs
+        k_c, k_p = jax.random.split(key)
+        tb = jnp.full(x.shape[:1], t)
+        x = correct(x, tb, k_c)
+        drift, g = reverse_drift(sde, score_fn, x, tb)
+        mean = x - drift * dt
+        noise = g * math.sqrt(dt) * jax.random.normal(k_p, x.shape, x.dtype)
+        return jnp.where(i == num_steps - 1, mean, mean + noise), None
+
+    keys = jax.random.split(rng, num_steps)
+    x, _ = jax.lax.scan(step, x1, (jnp.arange(num_steps), ts, keys))
+    return x
+
+
+def ode_sample(sde: SDE, score_fn: ScoreFn, x1, *, num_steps: int, eps: float = 1e-3):
+    """The probability-flow ODE from t = 1 to eps by Heun's method (2 score calls a step)."""
+    ts, dt = _grid(num_steps, eps)
+
+    def v(x, t):
+        return reverse_drift(sde, score_fn, x, jnp.full(x.shape[:1], t), ode=True)[0]
+
+    def step(x, t):
+        k1 = v(x, t)
+        x_euler = x - dt * k1
+        k2 = v(x_euler, t - dt)
+        return x - 0.5 * dt * (k1 + k2), None
+
+    x, _ = jax.lax.scan(step, x1, ts)
+    return x
+
+
+def ode_log_prob(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exact",
+                 num_steps: int = 100, eps: float = 1e-3):
+    """log p_eps(x) [B] in nats through the probability-flow ODE, integrated from eps to 1
+    with fixed-step RK4 together with int div v dt; ``trace`` "exact" (forward-mode Jacobian,
+    D passes) or "hutchinson" (one Rademacher probe per example, needs ``rng``)."""
+    if trace not in ("exact", "hutchinson"):
+        raise ValueError(f"trace must be 'exact' or 'hutchinson', got {trace!r}")
+    if trace == "hutchinson" and rng is None:
+        raise ValueError("the Hutchinson estimator needs rng")
+    shape = x.shape[1:]
+
+    def v_single(xi, t):                        # one example [...] at time t
+        return reverse_drift(sde, score_fn, xi[None], jnp.full((1,), t), ode=True)[0][0]
+
+    if trace == "exact":
+        def divergence(xb, t):
+            def one(xi):
+                jac = jax.jacfwd(lambda y: v_single(y.reshape(shape), t).ravel())(xi.ravel())
+                return jnp.trace(jac)
+            return jax.vmap(one)(xb)
+    else:
+        probe = jax.random.rademacher(rng, x.shape, x.dtype)
+
+        def divergence(xb, t):
+            def one(xi, e):
+                _, jv = jax.jvp(lambda y: v_single(y, t), (xi,), (e,))
+                return jnp.sum(jv * e)
+            return jax.vmap(one)(xb, probe)
+
+    def dynamics(state, t):
+        xb, _ = state
+        vb = reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
+        return vb, divergence(xb, t)
+
+    dt = (1.0 - eps) / num_steps
+
+    def add(state, k, h):
+        return (state[0] + h * k[0], state[1] + h * k[1])
+
+    def rk4(state, t):
+        k1 = dynamics(state, t)
+        k2 = dynamics(add(state, k1, 0.5 * dt), t + 0.5 * dt)
+        k3 = dynamics(add(state, k2, 0.5 * dt), t + 0.5 * dt)
+        k4 = dynamics(add(state, k3, dt), t + dt)
+        return (state[0] + dt / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]),
+                state[1] + dt / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])), None
+
+    ts = eps + dt * jnp.arange(num_steps)
+    (x1, integral), _ = jax.lax.scan(rk4, (x, jnp.zeros(x.shape[0], x.dtype)), ts)
+    return prior_logp(sde, x1) + integral
+
+
+def denoising_score_matching_loss(sde: SDE, score_fn: ScoreFn, x0, rng, *, eps: float = 1e-5):
+    """E_{t ~ U(eps, 1)} E_{z} |std(t) s(a(t) x_0 + std(t) z, t) + z|^2 per example [B]: the
+    denoising score matching objective (Vincent, 2011) weighted by lambda(t) = std(t)^2,
+    minimised by the score of p_t, since grad_x log q(x_t | x_0) = -z / std(t)."""
+    k_t, k_z = jax.random.split(rng)
+    t = jax.random.uniform(k_t, (x0.shape[0],), minval=eps, maxval=1.0)
+    z = jax.random.normal(k_z, x0.shape, x0.dtype)
+    mean, std = sde.marginal_prob(x0, t)
+    return _sum_event((std * score_fn(mean + std * z, t) + z) ** 2)
