@@ -12,7 +12,8 @@ which has the same marginals p_t; along it d log p_t(x_t) / dt = -div v(x_t, t),
     log p_0(x) = log p_1(x_1) + int_0^1 div v(x_t, t) dt,
 
 exactly ("exact" trace, by forward-mode Jacobian; for small dimensions) or in expectation
-(Hutchinson: div v = E_e[e^T (dv/dx) e], e Rademacher, fixed along the path).
+(Hutchinson: div v = E_e[e^T (dv/dx) e], e Rademacher, fixed along the path); the
+integration is :mod:`genjax.core.ode`, shared with flow matching.
 
 SDEs (beta(t) = beta_min + t (beta_max - beta_min), B(t) = int_0^t beta):
 - ``VPSDE``:    f = -1/2 beta(t) x, g = sqrt(beta(t)); mean e^{-B/2} x_0, std sqrt(1 - e^{-B}).
@@ -37,6 +38,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+from genjax.core import ode
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]     # (x [B, ...], t [B]) -> score
 
@@ -199,71 +202,24 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int,
 
 def ode_sample(sde: SDE, score_fn: ScoreFn, x1, *, num_steps: int, eps: float = 1e-3):
     """The probability-flow ODE from t = 1 to eps by Heun's method (2 score calls a step)."""
-    ts, dt = _grid(num_steps, eps)
 
-    def v(x, t):
-        return reverse_drift(sde, score_fn, x, jnp.full(x.shape[:1], t), ode=True)[0]
+    def velocity(xb, t):
+        return reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
 
-    def step(x, t):
-        k1 = v(x, t)
-        x_euler = x - dt * k1
-        k2 = v(x_euler, t - dt)
-        return x - 0.5 * dt * (k1 + k2), None
-
-    x, _ = jax.lax.scan(step, x1, ts)
-    return x
+    return ode.heun(velocity, x1, 1.0, eps, num_steps)
 
 
 def ode_log_prob(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exact",
                  num_steps: int = 100, eps: float = 1e-3):
-    """log p_eps(x) [B] in nats through the probability-flow ODE, integrated from eps to 1
-    with fixed-step RK4 together with int div v dt; ``trace`` "exact" (forward-mode Jacobian,
-    D passes) or "hutchinson" (one Rademacher probe per example, needs ``rng``)."""
-    if trace not in ("exact", "hutchinson"):
-        raise ValueError(f"trace must be 'exact' or 'hutchinson', got {trace!r}")
-    if trace == "hutchinson" and rng is None:
-        raise ValueError("the Hutchinson estimator needs rng")
-    shape = x.shape[1:]
+    """log p_eps(x) [B] in nats through the probability-flow ODE: x is carried from eps to 1
+    with fixed-step RK4 together with int div v dt (:func:`genjax.core.ode.log_prob`);
+    ``trace`` "exact" (forward-mode Jacobian, D passes) or "hutchinson" (needs ``rng``)."""
 
-    def v_single(xi, t):                        # one example [...] at time t
-        return reverse_drift(sde, score_fn, xi[None], jnp.full((1,), t), ode=True)[0][0]
+    def velocity(xb, t):
+        return reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
 
-    if trace == "exact":
-        def divergence(xb, t):
-            def one(xi):
-                jac = jax.jacfwd(lambda y: v_single(y.reshape(shape), t).ravel())(xi.ravel())
-                return jnp.trace(jac)
-            return jax.vmap(one)(xb)
-    else:
-        probe = jax.random.rademacher(rng, x.shape, x.dtype)
-
-        def divergence(xb, t):
-            def one(xi, e):
-                _, jv = jax.jvp(lambda y: v_single(y, t), (xi,), (e,))
-                return jnp.sum(jv * e)
-            return jax.vmap(one)(xb, probe)
-
-    def dynamics(state, t):
-        xb, _ = state
-        vb = reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
-        return vb, divergence(xb, t)
-
-    dt = (1.0 - eps) / num_steps
-
-    def add(state, k, h):
-        return (state[0] + h * k[0], state[1] + h * k[1])
-
-    def rk4(state, t):
-        k1 = dynamics(state, t)
-        k2 = dynamics(add(state, k1, 0.5 * dt), t + 0.5 * dt)
-        k3 = dynamics(add(state, k2, 0.5 * dt), t + 0.5 * dt)
-        k4 = dynamics(add(state, k3, dt), t + dt)
-        return (state[0] + dt / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]),
-                state[1] + dt / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])), None
-
-    ts = eps + dt * jnp.arange(num_steps)
-    (x1, integral), _ = jax.lax.scan(rk4, (x, jnp.zeros(x.shape[0], x.dtype)), ts)
-    return prior_logp(sde, x1) + integral
+    return ode.log_prob(velocity, x, eps, 1.0, lambda z: prior_logp(sde, z), rng,
+                        trace=trace, num_steps=num_steps)
 
 
 def denoising_score_matching_loss(sde: SDE, score_fn: ScoreFn, x0, rng, *, eps: float = 1e-5):

@@ -90,8 +90,8 @@ def test_samplers_land_on_the_data_law(name):
 def test_ode_log_likelihood_equals_the_analytic_log_density():
     """Data N(0, diag S^2) (zero mean, so the VP prior at t = 1 is the marginal to 1e-5):
     log p_eps(x) through the ODE with the exact trace matches log N(x; 0, var_eps) to 1e-3
-    nats; the Hutchinson estimate is unbiased (its mean over probes is within 4 standard
-    errors of the exact value)."""
+    nats; so does the mean of the Hutchinson estimate (exact here: the Jacobian is diagonal;
+    tests/core/test_ode.py checks its unbiasedness on a full one)."""
     sde = sd.VPSDE()
     zero = jnp.zeros(2)
     score = exact_score(sde, zero)
@@ -105,7 +105,6 @@ def test_ode_log_likelihood_equals_the_analytic_log_density():
     hutch = jax.vmap(lambda k: sd.ode_log_prob(sde, score, x, k, trace="hutchinson",
                                                num_steps=50, eps=eps))(keys)
     err = np.asarray(hutch.std(0)) / np.sqrt(len(keys))
-    assert np.all(np.asarray(hutch.std(0)) > 0)                 # a stochastic estimate
     np.testing.assert_array_less(np.abs(np.asarray(hutch.mean(0) - exact)), 4 * err + 1e-3)
     with pytest.raises(ValueError, match="needs rng"):
         sd.ode_log_prob(sde, score, x, trace="hutchinson")
