@@ -12,12 +12,9 @@ from genjax.data import toy2d
 
 
 def get_config(dataset: str = "moons"):
-    if dataset not in toy2d.DENSITIES:
-        raise ValueError(f"unknown toy2d density {dataset!r}; choose one of "
-                         f"{sorted(toy2d.DENSITIES)}")
     return make_config(
         "toy_gan",
-        f"toy2d/{dataset}",
+        toy2d.dataset_name(dataset),
         model_kwargs=dict(image_shape=(2,), latent_dim=2, hidden=64, num_layers=2, n_critic=2),
         training=dict(batch_size=256, num_steps=3000, log_every=100, checkpoint_every=1000,
                       num_sample_images=1000, ema_decay=0.99),

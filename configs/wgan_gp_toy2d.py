@@ -13,12 +13,9 @@ from genjax.data import toy2d
 
 
 def get_config(dataset: str = "ring8"):
-    if dataset not in toy2d.DENSITIES:
-        raise ValueError(f"unknown toy2d density {dataset!r}; choose one of "
-                         f"{sorted(toy2d.DENSITIES)}")
     return make_config(
         "toy_gan",
-        f"toy2d/{dataset}",
+        toy2d.dataset_name(dataset),
         model_kwargs=dict(image_shape=(2,), latent_dim=2, hidden=128, num_layers=3, n_critic=5,
                           loss="wasserstein", gradient_penalty=10.0),
         training=dict(batch_size=320, num_steps=3000, log_every=100, checkpoint_every=1000,

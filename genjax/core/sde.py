@@ -149,19 +149,10 @@ def _grid(num_steps: int, eps: float):
 
 def euler_maruyama(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int, eps: float = 1e-3):
     """The reverse SDE from x_1 by Euler-Maruyama: x <- x - (f - g^2 s) dt + g sqrt(dt) z;
-    the last step adds no noise (its mean is returned)."""
-    ts, dt = _grid(num_steps, eps)
-
-    def step(x, inputs):
-        i, t, key = inputs
-        drift, g = reverse_drift(sde, score_fn, x, jnp.full(x.shape[:1], t))
-        mean = x - drift * dt
-        noise = g * math.sqrt(dt) * jax.random.normal(key, x.shape, x.dtype)
-        return jnp.where(i == num_steps - 1, mean, mean + noise), None
-
-    keys = jax.random.split(rng, num_steps)
-    x, _ = jax.lax.scan(step, x1, (jnp.arange(num_steps), ts, keys))
-    return x
+    the last step adds no noise (its mean is returned). The predictor-corrector sampler
+    without corrector moves."""
+    return predictor_corrector(sde, score_fn, x1, rng, num_steps=num_steps, corrector_steps=0,
+                               eps=eps)
 
 
 def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int,

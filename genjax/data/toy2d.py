@@ -85,6 +85,13 @@ DENSITIES = {
 }
 
 
+def dataset_name(density: str) -> str:
+    """``"toy2d/<density>"``, or a ValueError naming the densities (for config arguments)."""
+    if density not in DENSITIES:
+        raise ValueError(f"unknown toy2d density {density!r}; choose one of {sorted(DENSITIES)}")
+    return f"toy2d/{density}"
+
+
 @functools.lru_cache(maxsize=None)
 def toy2d(density: str, split: str) -> dict[str, np.ndarray]:
     """``point`` float32 ``[N, 2]`` of ``density`` (a key of ``DENSITIES``) for ``split``."""
