@@ -29,6 +29,7 @@ def genjax(*args, check=True, cache=None):
     return proc
 
 
+@pytest.mark.slow
 def test_train_resume_sample_eval(tmp_path):
     workdir = str(tmp_path / "run")
     genjax("train", f"--config={CONFIG}", f"--workdir={workdir}",

@@ -70,6 +70,7 @@ def test_autoregressive_configs_take_the_dataset(name, dataset):
         load_sibling(os.path.join(ROOT, "configs", "x.py"), name, "no_such_data")
 
 
+@pytest.mark.slow
 def test_pixelcnnpp_rgb_config_trains_on_mock_cifar10(tmp_path):
     """The RGB config (logistic mixture, coupled channels) on tfds' mock CIFAR-10."""
     import numpy as np

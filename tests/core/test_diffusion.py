@@ -365,6 +365,7 @@ def _assert_matches_chain(x, mean, var):
     np.testing.assert_array_less(np.abs(x.var(0) - var), 5 * var * np.sqrt(2 / N))
 
 
+@pytest.mark.slow
 def test_ddpm_chain_lands_on_gaussian_data():
     s = LINEAR
     ab = _ab64(s.betas)

@@ -49,6 +49,7 @@ def cond_model(batch):
     return model, _perturbed(_init(model, batch))
 
 
+@pytest.mark.slow
 def test_loss_is_finite_and_weighted(batch):
     model = build(tiny_ddpm_config(target="v", loss_weighting="min_snr").model)
     params = _init(model, batch)

@@ -175,6 +175,7 @@ def test_2d_flow_density_integrates_to_one():
     assert samples.shape == (256, 2) and np.all(np.abs(samples) < 6)
 
 
+@pytest.mark.slow
 def test_glow_training_stays_finite(tmp_path):
     """glow_digits at tiny width, a high learning rate, no warm-up and no gradient
     clipping for 150 steps, through the trainer (which stops on any non-finite metric)."""

@@ -76,7 +76,7 @@ def _greedy(model, params, text, label):
     return codes.reshape((-1,) + model.latent_shape)
 
 
-@pytest.mark.parametrize("conditioning", ["class", "text"])
+@pytest.mark.parametrize("conditioning", ["class", pytest.param("text", marks=pytest.mark.slow)])
 def test_cached_sampling_equals_full_recompute(conditioning):
     model, params = _model(conditioning)
     # class: with guidance (2N rows, the null class); text: a prompt, no guidance.

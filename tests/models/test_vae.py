@@ -102,6 +102,7 @@ def test_conditional_vae_uses_labels(batch):
     assert x.shape == (3, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_interpolation_endpoints_are_reconstructions(vae_and_params, batch):
     model, params = vae_and_params
     path = model.interpolate(params, batch["image"][0], batch["image"][1], 5)

@@ -81,6 +81,7 @@ def test_transformer_cache_matches_full_forward():
     assert not np.allclose(net.apply(params, tokens, label[::-1]), full)
 
 
+@pytest.mark.slow
 def test_transformer_dropout_only_in_training_and_still_causal():
     net = CausalTransformer(vocab_size=5, out_features=5, max_len=7, dim=16, num_layers=2,
                             num_heads=2, dropout=0.5)

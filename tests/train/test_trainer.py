@@ -71,6 +71,7 @@ def test_resume_after_hard_kill_is_bit_exact(trained_tiny, tmp_path, monkeypatch
     assert [m["step"] for m in read_metrics(workdir)] == [2, 4, 6, 8]
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_saves_and_resumes_exactly(trained_tiny, tmp_path, monkeypatch):
     config, _, reference = trained_tiny
     workdir = str(tmp_path / "run")
