@@ -9,7 +9,8 @@ One persistent XLA compilation cache serves the whole run: both xdist workers an
 subprocess the tests start (CLI runs, notebooks, multi-device checks) read and write the same
 directory, so an executable compiled once (the tiny VAE's train step, say) is not compiled again
 by the next test that builds the same program. It is keyed by the program and the jax version,
-so it changes no result; it is new for each run unless ``GENJAX_TEST_JAX_CACHE`` names one.
+so it changes no result; it is new for each run and removed at its end, unless
+``GENJAX_TEST_JAX_CACHE`` names one (then it is kept).
 
 XLA:CPU compiles at LLVM optimisation level 0 in the tests (``XLA_FLAGS`` gains
 ``--xla_backend_optimization_level=0``, inherited by subprocesses): most of the suite's time is
@@ -53,6 +54,16 @@ if os.environ.get("GENJAX_TEST_XLA_OPT") != "default" and FAST_COMPILE not in os
 jax.config.update("jax_compilation_cache_dir", _CACHE["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_sessionfinish(session):
+    """The controller (not an xdist worker) removes the run's cache unless it was named."""
+    if not hasattr(session.config, "workerinput") and not os.environ.get(
+            "GENJAX_TEST_JAX_CACHE"):
+        import shutil
+
+        shutil.rmtree(_CACHE["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
 
 from genjax.configs import make_config  # noqa: E402  (after XLA_FLAGS is set)
 
