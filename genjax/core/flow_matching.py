@@ -19,24 +19,21 @@ that a trained model produces, which straightens the paths so that few steps suf
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from genjax.core import ode
+from genjax.core.batch import per_example, sum_event
+from genjax.core.likelihoods import gaussian_log_prob
 
 Velocity = Callable[[jax.Array, jax.Array], jax.Array]    # (x [B, ...], t [B]) -> [B, ...]
 
 
-def _per_example(t: jax.Array, x: jax.Array) -> jax.Array:
-    return t.reshape(t.shape + (1,) * (x.ndim - t.ndim))
-
-
 def conditional_path(x0: jax.Array, x1: jax.Array, t: jax.Array, sigma_min: float = 0.0):
     """(x_t, u_t) of the pair (x_0 noise, x_1 data) at times t [B]."""
-    tb = _per_example(t, x0)
+    tb = per_example(t, x0)
     x_t = (1.0 - (1.0 - sigma_min) * tb) * x0 + tb * x1
     return x_t, x1 - (1.0 - sigma_min) * x0
 
@@ -50,8 +47,7 @@ def flow_matching_loss(velocity_fn: Velocity, x1: jax.Array, rng: jax.Array, *,
     if x0 is None:
         x0 = jax.random.normal(k_0, x1.shape, x1.dtype)
     x_t, u_t = conditional_path(x0, x1, t, sigma_min)
-    err = (velocity_fn(x_t, t) - u_t) ** 2
-    return err.reshape(err.shape[0], -1).sum(axis=1)
+    return sum_event((velocity_fn(x_t, t) - u_t) ** 2)
 
 
 def _scalar_time(velocity_fn: Velocity):
@@ -78,10 +74,8 @@ def log_prob(velocity_fn: Velocity, x: jax.Array, rng=None, *, trace: str = "exa
              num_steps: int = 100) -> jax.Array:
     """log p_1(x) [B] in nats: the ODE from t = 1 back to 0 with the divergence, and the
     standard normal density of the noise it reaches."""
-    d = math.prod(x.shape[1:])
-
     def normal_logp(z):
-        return -0.5 * (z ** 2).reshape(z.shape[0], -1).sum(1) - 0.5 * d * math.log(2 * math.pi)
+        return sum_event(gaussian_log_prob(z, 0.0, 0.0))
 
     return ode.log_prob(_scalar_time(velocity_fn), x, 1.0, 0.0, normal_logp, rng,
                         trace=trace, num_steps=num_steps)

@@ -28,12 +28,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from genjax.core.batch import sum_event
+
 Score = Callable[[jax.Array], jax.Array]             # x [B, ...] -> grad log p(x) [B, ...]
 NoiseScore = Callable[[jax.Array, jax.Array], jax.Array]   # (x, sigma) -> score at level sigma
-
-
-def _sum_event(x: jax.Array) -> jax.Array:
-    return x.reshape(x.shape[0], -1).sum(axis=1)
 
 
 def langevin(score_fn: Score, x0: jax.Array, rng: jax.Array, *, step_size: float,
@@ -60,7 +58,7 @@ def mala(log_prob: Callable[[jax.Array], jax.Array], x0: jax.Array, rng: jax.Arr
         return lp, vjp(jnp.ones_like(lp))[0]
 
     def log_q(to, frm, score_frm):          # log N(to; frm + eps s(frm), 2 eps I), up to a constant
-        return -_sum_event((to - frm - eps * score_frm) ** 2) / (4.0 * eps)
+        return -sum_event((to - frm - eps * score_frm) ** 2) / (4.0 * eps)
 
     def step(carry, key):
         x, lp, s, accepted = carry

@@ -40,23 +40,10 @@ import jax
 import jax.numpy as jnp
 
 from genjax.core import ode
+from genjax.core.batch import per_example, sum_event
+from genjax.core.likelihoods import gaussian_log_prob
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]     # (x [B, ...], t [B]) -> score
-
-
-def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
-    """A scalar or [B] value broadcast against x [B, ...]."""
-    v = jnp.asarray(v, x.dtype)
-    return v.reshape(v.shape + (1,) * (x.ndim - v.ndim)) if v.ndim else v
-
-
-def _sum_event(x: jax.Array) -> jax.Array:
-    return x.reshape(x.shape[0], -1).sum(axis=1)
-
-
-def _standard_normal_logp(z: jax.Array, std) -> jax.Array:
-    d = math.prod(z.shape[1:])
-    return -0.5 * _sum_event(z ** 2) / std ** 2 - d * (jnp.log(std) + 0.5 * math.log(2 * math.pi))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +61,11 @@ class VPSDE:
 
     def sde(self, x, t):
         """(f(x, t), g(t))."""
-        beta = _per_example(self.beta(t), x)
+        beta = per_example(self.beta(t), x)
         return -0.5 * beta * x, jnp.sqrt(beta)
 
     def marginal_prob(self, x0, t):
-        b = _per_example(self.integral(t), x0)
+        b = per_example(self.integral(t), x0)
         return jnp.exp(-0.5 * b) * x0, jnp.sqrt(-jnp.expm1(-b))
 
     def prior_std(self) -> float:
@@ -91,12 +78,12 @@ class SubVPSDE(VPSDE):
 
     def sde(self, x, t):
         drift, _ = VPSDE.sde(self, x, t)
-        beta = _per_example(self.beta(t), x)
-        b = _per_example(self.integral(t), x)
+        beta = per_example(self.beta(t), x)
+        b = per_example(self.integral(t), x)
         return drift, jnp.sqrt(beta * -jnp.expm1(-2.0 * b))
 
     def marginal_prob(self, x0, t):
-        b = _per_example(self.integral(t), x0)
+        b = per_example(self.integral(t), x0)
         return jnp.exp(-0.5 * b) * x0, -jnp.expm1(-b)
 
 
@@ -111,11 +98,11 @@ class VESDE:
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
 
     def sde(self, x, t):
-        sigma = _per_example(self.sigma(t), x)
+        sigma = per_example(self.sigma(t), x)
         return jnp.zeros_like(x), sigma * math.sqrt(2.0 * math.log(self.sigma_max / self.sigma_min))
 
     def marginal_prob(self, x0, t):
-        return x0, _per_example(self.sigma(t), x0)
+        return x0, per_example(self.sigma(t), x0)
 
     def prior_std(self) -> float:
         return self.sigma_max
@@ -131,7 +118,7 @@ def prior_sampling(sde: SDE, rng: jax.Array, shape: tuple) -> jax.Array:
 
 def prior_logp(sde: SDE, z: jax.Array) -> jax.Array:
     """log N(z; 0, prior_std^2 I) per example [B], in nats."""
-    return _standard_normal_logp(z, sde.prior_std())
+    return sum_event(gaussian_log_prob(z, 0.0, math.log(sde.prior_std())))
 
 
 def reverse_drift(sde: SDE, score_fn: ScoreFn, x, t, *, ode: bool = False):
@@ -168,8 +155,8 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int,
             z = jax.random.normal(k, x.shape, x.dtype)
             # norms averaged over the batch, as score_sde does: per-example norms of a
             # low-dimensional x can be near 0 and would give a huge step
-            ratio = jnp.mean(jnp.sqrt(_sum_event(z ** 2))) / jnp.maximum(
-                jnp.mean(jnp.sqrt(_sum_event(s ** 2))), 1e-20)
+            ratio = jnp.mean(jnp.sqrt(sum_event(z ** 2))) / jnp.maximum(
+                jnp.mean(jnp.sqrt(sum_event(s ** 2))), 1e-20)
             step = 2.0 * (snr * ratio) ** 2
             return x + step * s + jnp.sqrt(2.0 * step) * z, None
 
@@ -221,4 +208,4 @@ def denoising_score_matching_loss(sde: SDE, score_fn: ScoreFn, x0, rng, *, eps: 
     t = jax.random.uniform(k_t, (x0.shape[0],), minval=eps, maxval=1.0)
     z = jax.random.normal(k_z, x0.shape, x0.dtype)
     mean, std = sde.marginal_prob(x0, t)
-    return _sum_event((std * score_fn(mean + std * z, t) + z) ** 2)
+    return sum_event((std * score_fn(mean + std * z, t) + z) ** 2)
