@@ -3,7 +3,8 @@
     genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
     genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
-                  [--temperature T] [--top_k K] [--guidance W]
+                  [--temperature T] [--top_k K] [--guidance W] [--truncation PSI]
+    genjax sample --workdir runs/dcgan_digits --invert DIR [--invert_steps N] [--out FILE]
     genjax eval   --workdir runs/vae [--split test]
     genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
                   [--inception_weights FILE] [--out eval.json]
@@ -39,6 +40,12 @@ flags.DEFINE_integer("top_k", None, "Keep the k most likely tokens at each step 
                      "prior); default: all.")
 flags.DEFINE_float("guidance", None, "Classifier-free guidance weight w (sample: conditional "
                    "diffusion and token prior); default: the model's.")
+flags.DEFINE_float("truncation", None, "Truncation psi of a StyleGAN (sample): w = w_avg + "
+                   "psi (w - w_avg); default: the model's, 1 (none).")
+flags.DEFINE_string("invert", None, "sample: a folder of PNG/JPEG images to invert with the "
+                    "run's generator (GANs); writes originals and reconstructions side by side "
+                    "to --out and prints their MSE and PSNR.")
+flags.DEFINE_integer("invert_steps", 300, "Optimizer steps of --invert.")
 flags.DEFINE_integer("step", None, "Checkpoint step to load (sample, eval); default: latest.")
 flags.DEFINE_integer("seed", 0, "Sampling / evaluation seed.")
 flags.DEFINE_string("split", None, "Evaluation split (default: config.eval.split).")
@@ -62,7 +69,7 @@ COMMANDS = {
               "[--config.training.num_steps=500 --config.model.beta=2.0 ...]"),
     "sample": ("draw samples of a trained run into a PNG grid",
                ("workdir", "num", "out", "cond", "prompt", "temperature", "top_k", "guidance",
-                "step", "seed"),
+                "truncation", "invert", "invert_steps", "step", "seed"),
                "genjax sample --workdir runs/cvae_digits --num 16 --cond 3 --out threes.png"),
     "eval": ("evaluate a run (bits/dim, FID/KID/IS, precision/recall) or two image folders",
              ("workdir", "split", "step", "seed", "real", "fake", "features",
@@ -118,6 +125,8 @@ def _sample() -> None:
     from genjax.core.conditioning import check_labels
 
     config, model, state, info = load_run(FLAGS.workdir, FLAGS.step)
+    if FLAGS.invert is not None:
+        return _invert(model, state.ema_params, info)
     caps = model.capabilities
     cond = None
     if FLAGS.cond is not None:
@@ -131,7 +140,7 @@ def _sample() -> None:
     # Flags passed on to model.sample as keyword arguments, where given.
     kwargs = {}
     for flag, name in (("prompt", "prompt"), ("temperature", "temperature"), ("top_k", "top_k"),
-                       ("guidance", "guidance_scale")):
+                       ("guidance", "guidance_scale"), ("truncation", "truncation")):
         value = getattr(FLAGS, flag)
         if value is None:
             continue
@@ -145,6 +154,31 @@ def _sample() -> None:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     save_samples(out, images, info.num_levels)
     print(f"wrote {len(images)} samples to {out}")
+
+
+def _invert(model, params, info) -> None:
+    import numpy as np
+
+    from genjax.eval.folders import scan_folder
+    from genjax.eval.inversion import invert_images
+    from genjax.train.images import save_samples
+
+    images = scan_folder(FLAGS.invert, min_images=1).read()
+    if images.shape[-1] != model.config.image_shape[-1] and images.shape[-1] == 3:
+        raise ValueError(f"{FLAGS.invert} holds color images but the model makes "
+                         f"{model.config.image_shape[-1]}-channel ones")
+    result = invert_images(model, params, images, FLAGS.invert_steps, seed=FLAGS.seed)
+    pairs = np.stack([images, result.pop("reconstructions")], axis=1).reshape(
+        (-1,) + images.shape[1:])
+    out = FLAGS.out or os.path.join(FLAGS.workdir, "samples", "inversion.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    save_samples(out, pairs, info.num_levels)
+    result["invert_steps"] = FLAGS.invert_steps
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"inverted {result['num_images']} images in {FLAGS.invert_steps} steps: MSE "
+          f"{result['mse']:.2f} (levels), PSNR {result['psnr']:.2f} dB; originals and "
+          f"reconstructions side by side in {out}")
 
 
 def _eval_folders() -> None:

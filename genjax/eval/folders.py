@@ -93,9 +93,9 @@ class ImageFolder:
         return digest.hexdigest()
 
 
-def scan_folder(path: str) -> ImageFolder:
+def scan_folder(path: str, min_images: int = MIN_IMAGES) -> ImageFolder:
     """Read the headers of every PNG/JPEG in ``path``; FolderError if the folder is missing,
-    holds fewer than MIN_IMAGES images, an unreadable one, or images of different sizes."""
+    holds fewer than ``min_images`` images, an unreadable one, or images of different sizes."""
     if not os.path.exists(path):
         raise FolderError(f"no such folder: {path}")
     if not os.path.isdir(path):
@@ -105,9 +105,9 @@ def scan_folder(path: str) -> ImageFolder:
                          and os.path.isfile(os.path.join(path, name))))
     if not files:
         raise FolderError(f"{path} holds no PNG or JPEG images")
-    if len(files) < MIN_IMAGES:
+    if len(files) < min_images:
         raise FolderError(f"{path} holds {len(files)} images; the metrics need at least "
-                          f"{MIN_IMAGES}")
+                          f"{min_images}")
     first_size, gray = None, True
     for name in files:
         try:

@@ -60,6 +60,7 @@ class Capabilities:
     param_groups: declares an :class:`UpdateRule` (:class:`HasUpdateRule`).
     sample_options: keyword arguments of ``sample`` beyond ``cond`` that the CLI may
         pass (``temperature``, ``top_k``, ``guidance_scale``, ``prompt``).
+    inversion: finds latents that reconstruct given images (:class:`HasInversion`).
     """
 
     likelihood: str = "none"
@@ -71,6 +72,7 @@ class Capabilities:
     split_metrics: bool = False
     param_groups: bool = False
     sample_options: tuple[str, ...] = ()
+    inversion: bool = False
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
@@ -209,6 +211,14 @@ class HasSplitMetrics(Protocol):
     """``capabilities.split_metrics``."""
 
     def split_metrics(self, params: Params, batches) -> dict: ...
+
+
+class HasInversion(Protocol):
+    """``capabilities.inversion``: a generator without an encoder, inverted by optimisation
+    (:mod:`genjax.core.inversion`)."""
+
+    def invert(self, params: Params, rng: jax.Array, images, num_steps: int) -> tuple:
+        """(latents, reconstructions uint8 [B, H, W, C]) of uint8 ``images`` [B, H, W, C]."""
 
 
 class HasUpdateRule(Protocol):

@@ -53,7 +53,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "adam"              # adam | adamw | sgd (with momentum b1; 0 = plain SGD)
+    name: str = "adam"              # adam | adamw | sgd (momentum b1) | rmsprop (decay b2)
     learning_rate: float = 1e-3     # peak learning rate
     b1: float = 0.9
     b2: float = 0.999
@@ -61,6 +61,7 @@ class OptimizerConfig:
     warmup_steps: int = 0           # linear warm-up from 0 to the peak
     schedule: str = "constant"      # constant | cosine (decays to 0 at training.num_steps)
     grad_clip: float = 0.0          # clip by global norm (0 = off)
+    clip_weights: float = 0.0       # keep every weight in [-c, c] after each update (WGAN)
     # Per parameter group (models with an update rule, e.g. a GAN's "generator" and
     # "discriminator"): group -> any of the fields above, overriding them for that group.
     groups: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -76,8 +77,11 @@ class OptimizerConfig:
             groups[group] = config_to_dataclass(
                 OptimizerConfig, dict(base, **values), where=f"config.optimizer.groups.{group}")
         object.__setattr__(self, "groups", groups)
-        if self.name not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"optimizer.name must be adam, adamw or sgd, got {self.name!r}")
+        if self.name not in ("adam", "adamw", "sgd", "rmsprop"):
+            raise ValueError(
+                f"optimizer.name must be adam, adamw, sgd or rmsprop, got {self.name!r}")
+        if self.clip_weights < 0:
+            raise ValueError(f"optimizer.clip_weights must be >= 0, got {self.clip_weights}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"optimizer.schedule must be constant or cosine, got {self.schedule!r}")

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from genjax.core import gan_losses
 from genjax.core.random import init_key
 from genjax.models.protocol import FROZEN, STATE_KEY, UpdateRule, update_rule
 from genjax.train.config import OptimizerConfig
@@ -71,7 +72,8 @@ def learning_rate_schedule(config: OptimizerConfig, num_steps: int) -> optax.Sch
 
 
 def make_optimizer(config: OptimizerConfig, num_steps: int, model=None):
-    """[clip by global norm] -> adam | adamw | sgd(momentum = b1) with the schedule.
+    """[clip by global norm] -> adam | adamw | sgd(momentum = b1) | rmsprop(decay = b2) with
+    the schedule -> [weight clipping].
 
     Without ``model``: one transformation. With it: group -> transformation for the
     groups of the model's update rule, each built from ``config.for_group(group)`` (the
@@ -91,10 +93,14 @@ def make_optimizer(config: OptimizerConfig, num_steps: int, model=None):
         opt = optax.adamw(schedule, config.b1, config.b2, weight_decay=config.weight_decay)
     elif config.name == "sgd":
         opt = optax.sgd(schedule, momentum=config.b1 or None)
+    elif config.name == "rmsprop":
+        opt = optax.rmsprop(schedule, decay=config.b2)
     else:
         opt = optax.adam(schedule, config.b1, config.b2)
     if config.grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
+    if config.clip_weights > 0:
+        opt = optax.chain(opt, gan_losses.clip_weights(config.clip_weights))
     return opt
 
 
