@@ -34,6 +34,7 @@ _REGISTRY = {
     "pixel_transformer": ("genjax.models.autoregressive", "PixelTransformer",
                           "TransformerConfig"),
     "toy_gan": ("genjax.models.toy_gan", "ToyGAN", "ToyGANConfig"),
+    "gan": ("genjax.models.gan", "ImageGAN", "GANConfig"),
 }
 
 
