@@ -28,8 +28,10 @@ class ToyGANConfig:
     image_shape: tuple = (2,)       # the points' shape
     data_key: str = "point"
     latent_dim: int = 2
-    hidden: int = 64
+    hidden: int = 64                # G's width and depth (and D's unless given below)
     num_layers: int = 2
+    discriminator_hidden: int = 0   # D's width (0: hidden)
+    discriminator_layers: int = 0   # D's depth (0: num_layers)
     n_critic: int = 2               # discriminator updates per generator update
     loss: str = "nonsaturating"     # a key of gan_losses.GENERATOR_LOSSES
     gradient_penalty: float = 0.0   # lambda of E (|grad f(x_hat)| - 1)^2 (WGAN-GP: 10)
@@ -58,7 +60,8 @@ class ToyGAN(GAN):
     def __init__(self, config: ToyGANConfig):
         super().__init__(config, Capabilities(param_groups=True))
         self.generator = MLP(config.hidden, config.num_layers, config.image_shape[0])
-        self.discriminator = MLP(config.hidden, config.num_layers, 1)
+        self.discriminator = MLP(config.discriminator_hidden or config.hidden,
+                                 config.discriminator_layers or config.num_layers, 1)
 
     def _real(self, batch):             # points as they are
         return batch[self.config.data_key]
