@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from genjax.core import bijectors as bj
 from genjax.core import conditioning as cnd
 from genjax.core.random import batch_draw, device_key
-from genjax.nn.unet import MLPScoreNet, UNet
+from genjax.nn.unet import denoiser
 
 TIME_SCALE = 1000.0        # the network sees t * TIME_SCALE
 TRACES = ("exact", "hutchinson")
@@ -98,16 +98,7 @@ class ContinuousModel:
         self.x_shape = tuple(c.image_shape)
         self.num_dims = math.prod(self.x_shape)
         self.null_class = c.num_classes
-        if self.is_image:
-            self.net = UNet(out_channels=self.x_shape[-1], base_channels=c.base_channels,
-                            channel_mults=c.channel_mults, num_res_blocks=c.num_res_blocks,
-                            attention_resolutions=c.attention_resolutions,
-                            num_heads=c.num_heads, dropout=c.dropout,
-                            num_classes=c.num_classes, dtype=jnp.dtype(c.compute_dtype))
-        else:
-            self.net = MLPScoreNet(dim=self.x_shape[0], hidden=c.mlp_hidden,
-                                   num_blocks=c.mlp_blocks, num_classes=c.num_classes,
-                                   dropout=c.dropout)
+        self.net = denoiser(self.x_shape, c)
 
     def _likelihood(self, what: str) -> dict:
         """Capabilities fields of the likelihood: a bound for images, a density for points."""

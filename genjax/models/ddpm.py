@@ -52,7 +52,7 @@ from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
 from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
                                     check_batch)
-from genjax.nn.unet import MLPScoreNet, UNet
+from genjax.nn.unet import denoiser
 
 _SCHEDULES = {"linear": dm.linear_beta_schedule, "cosine": dm.cosine_beta_schedule,
               "sigmoid": dm.sigmoid_beta_schedule}
@@ -119,15 +119,7 @@ class DDPM:
             self.x_shape = (self.autoencoder.config.latent_dim,)
         else:
             self.x_shape = tuple(c.image_shape)
-        if len(self.x_shape) == 3:
-            self.net = UNet(out_channels=self.x_shape[-1], base_channels=c.base_channels,
-                            channel_mults=c.channel_mults, num_res_blocks=c.num_res_blocks,
-                            attention_resolutions=c.attention_resolutions,
-                            num_heads=c.num_heads, dropout=c.dropout,
-                            num_classes=c.num_classes, dtype=jnp.dtype(c.compute_dtype))
-        else:
-            self.net = MLPScoreNet(dim=self.x_shape[0], hidden=c.mlp_hidden,
-                                   num_blocks=c.mlp_blocks, num_classes=c.num_classes)
+        self.net = denoiser(self.x_shape, c)
         self.is_image = len(self.x_shape) == 3 and not self.latent
         self.null_class = c.num_classes
         self.capabilities = Capabilities(

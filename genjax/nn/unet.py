@@ -306,3 +306,20 @@ class MLPScoreNet(nn.Module):
             r = nn.Dropout(self.dropout)(nn.silu(r), deterministic=not train)
             h = h + nn.Dense(self.hidden, name=f"block_{i}_dense_1")(r)
         return nn.Dense(self.dim, name="dense_out")(nn.silu(nn.LayerNorm()(h)))
+
+
+def denoiser(x_shape: tuple[int, ...], config) -> nn.Module:
+    """The network of a diffusion, score or flow-matching model of data ``x_shape``: the
+    :class:`UNet` for images (H, W, C), the :class:`MLPScoreNet` for vectors (D,). ``config``
+    carries the fields of both (``base_channels``, ``channel_mults``, ``num_res_blocks``,
+    ``attention_resolutions``, ``num_heads``, ``dropout``, ``num_classes``,
+    ``compute_dtype``; ``mlp_hidden``, ``mlp_blocks``)."""
+    c = config
+    if len(x_shape) == 3:
+        return UNet(out_channels=x_shape[-1], base_channels=c.base_channels,
+                    channel_mults=c.channel_mults, num_res_blocks=c.num_res_blocks,
+                    attention_resolutions=c.attention_resolutions, num_heads=c.num_heads,
+                    dropout=c.dropout, num_classes=c.num_classes,
+                    dtype=jnp.dtype(c.compute_dtype))
+    return MLPScoreNet(dim=x_shape[0], hidden=c.mlp_hidden, num_blocks=c.mlp_blocks,
+                       num_classes=c.num_classes, dropout=c.dropout)
