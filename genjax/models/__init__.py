@@ -35,6 +35,7 @@ _REGISTRY = {
                           "TransformerConfig"),
     "toy_gan": ("genjax.models.toy_gan", "ToyGAN", "ToyGANConfig"),
     "gan": ("genjax.models.gan", "ImageGAN", "GANConfig"),
+    "stylegan": ("genjax.models.stylegan", "StyleGAN", "StyleGANConfig"),
     "score_sde": ("genjax.models.score", "ScoreSDE", "ScoreSDEConfig"),
     "flow_matching": ("genjax.models.flow_matching", "FlowMatching", "FlowMatchingConfig"),
 }
