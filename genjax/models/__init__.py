@@ -35,6 +35,8 @@ _REGISTRY = {
                           "TransformerConfig"),
     "toy_gan": ("genjax.models.toy_gan", "ToyGAN", "ToyGANConfig"),
     "gan": ("genjax.models.gan", "ImageGAN", "GANConfig"),
+    "pix2pix": ("genjax.models.translation", "Pix2Pix", "Pix2PixConfig"),
+    "cyclegan": ("genjax.models.translation", "CycleGAN", "CycleGANConfig"),
     "stylegan": ("genjax.models.stylegan", "StyleGAN", "StyleGANConfig"),
     "score_sde": ("genjax.models.score", "ScoreSDE", "ScoreSDEConfig"),
     "flow_matching": ("genjax.models.flow_matching", "FlowMatching", "FlowMatchingConfig"),
