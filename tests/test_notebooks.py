@@ -29,7 +29,9 @@ BPD_LINE = re.compile(r"bits/dim \(([^)]*)\):\s*(\S+)")
 REQUIRED = {"vae.ipynb": ["IWAE bound"], "autoregressive.ipynb": ["exact, gated PixelCNN"],
             "flows.ipynb": ["glow"]}
 # Other text a notebook must print.
-PRINTED = {"vqvae.ipynb": ["class accuracy of the 100 samples", "text prior: 8 text + 64 image"]}
+PRINTED = {"vqvae.ipynb": ["class accuracy of the 100 samples", "text prior: 8 text + 64 image"],
+           "gans.ipynb": ["-log 4 + 2 JS", "pack 2:", "FID (digits features", "inversion PSNR",
+                          "L1 only: test L1"]}
 
 
 @pytest.fixture
