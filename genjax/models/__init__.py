@@ -40,6 +40,7 @@ _REGISTRY = {
     "stylegan": ("genjax.models.stylegan", "StyleGAN", "StyleGANConfig"),
     "score_sde": ("genjax.models.score", "ScoreSDE", "ScoreSDEConfig"),
     "flow_matching": ("genjax.models.flow_matching", "FlowMatching", "FlowMatchingConfig"),
+    "ebm": ("genjax.models.ebm", "EBM", "EBMConfig"),
 }
 
 
