@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from genjax.core import bijectors as bj
 from genjax.core import conditioning as cnd
 from genjax.core.random import batch_draw, device_key
+from genjax.models.protocol import check_data_fields
 from genjax.nn.unet import denoiser
 
 TIME_SCALE = 1000.0        # the network sees t * TIME_SCALE
@@ -68,14 +69,7 @@ class ContinuousConfig:
     compute_dtype: str = "float32"  # U-Net computation dtype (bfloat16 on accelerators)
 
     def __post_init__(self):
-        if self.data_key not in ("image", "point"):
-            raise ValueError(f"model.data_key must be 'image' or 'point', got {self.data_key!r}")
-        if self.data_key == "image" and len(self.image_shape) != 3:
-            raise ValueError(f"images need image_shape = (H, W, C), got {self.image_shape}")
-        if self.data_key == "image" and self.num_levels < 2:
-            raise ValueError(f"images need num_levels >= 2, got {self.num_levels}")
-        if self.data_key == "point" and len(self.image_shape) != 1:
-            raise ValueError(f"points need image_shape = (D,), got {self.image_shape}")
+        check_data_fields(self.data_key, self.image_shape, self.num_levels)
         if self.log_prob_trace not in TRACES:
             raise ValueError(f"model.log_prob_trace must be one of {list(TRACES)}, "
                              f"got {self.log_prob_trace!r}")

@@ -64,7 +64,7 @@ from genjax.core import conditioning as cnd
 from genjax.core import langevin as lg
 from genjax.core.likelihoods import from_symmetric, to_symmetric
 from genjax.core.random import batch_draw, device_key
-from genjax.models.protocol import Capabilities
+from genjax.models.protocol import Capabilities, check_data_fields
 
 SAMPLE_INITS = ("noise", "buffer")
 
@@ -89,14 +89,7 @@ class EBMConfig:
     data_noise: float = 0.01        # std of Gaussian noise added to training data
 
     def __post_init__(self):
-        if self.data_key not in ("image", "point"):
-            raise ValueError(f"model.data_key must be 'image' or 'point', got {self.data_key!r}")
-        if self.data_key == "image" and len(self.image_shape) != 3:
-            raise ValueError(f"images need image_shape = (H, W, C), got {self.image_shape}")
-        if self.data_key == "image" and self.num_levels < 2:
-            raise ValueError(f"images need num_levels >= 2, got {self.num_levels}")
-        if self.data_key == "point" and len(self.image_shape) != 1:
-            raise ValueError(f"points need image_shape = (D,), got {self.image_shape}")
+        check_data_fields(self.data_key, self.image_shape, self.num_levels)
         for name in ("langevin_steps", "sample_steps", "buffer_size", "hidden", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")

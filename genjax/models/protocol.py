@@ -238,6 +238,19 @@ def update_rule(model) -> UpdateRule:
                       phases=(Phase(DEFAULT_GROUP, loss, with_stats=state),))
 
 
+def check_data_fields(data_key: str, image_shape: tuple, num_levels: int) -> None:
+    """Raise ``ValueError`` unless a family that takes images or points is configured for
+    one of them: ``"image"`` with (H, W, C) and at least 2 levels, or ``"point"`` with (D,)."""
+    if data_key not in ("image", "point"):
+        raise ValueError(f"model.data_key must be 'image' or 'point', got {data_key!r}")
+    if data_key == "image" and len(image_shape) != 3:
+        raise ValueError(f"images need image_shape = (H, W, C), got {image_shape}")
+    if data_key == "image" and num_levels < 2:
+        raise ValueError(f"images need num_levels >= 2, got {num_levels}")
+    if data_key == "point" and len(image_shape) != 1:
+        raise ValueError(f"points need image_shape = (D,), got {image_shape}")
+
+
 def check_batch(model, batch: Batch) -> None:
     """Raise ``ValueError`` when a batch cannot be data of ``model``: images of another
     shape, not integer levels, or levels outside 0..num_levels-1 (a likelihood would

@@ -17,7 +17,7 @@ from genjax.configs import load_sibling
 from genjax.models.ebm import EBM, EBMConfig
 from genjax.train.state import init_state
 from genjax.train.trainer import train_and_evaluate
-from tests.train.test_trainer import _fail_after, assert_trees_equal
+from tests.train.test_trainer import assert_resumes_bit_exactly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -241,13 +241,7 @@ def test_tiny_run_is_finite_and_moves_part_of_the_buffer(reference_run):
 def test_tiny_run_resumes_bit_exactly_buffer_included(tmp_path, monkeypatch):
     config = _toy_config()
     reference = train_and_evaluate(config, str(tmp_path / "ref"))
-    workdir = str(tmp_path / "cut")
-    _fail_after(monkeypatch, 3, RuntimeError("killed"))        # after step 3 (saved at 2)
-    with pytest.raises(RuntimeError, match="killed"):
-        train_and_evaluate(config, workdir)
-    monkeypatch.undo()
-    resumed = train_and_evaluate(config, workdir)
-    assert_trees_equal(resumed, reference)                    # buffer included
+    assert_resumes_bit_exactly(config, reference, tmp_path, monkeypatch)
 
 
 def test_batch_larger_than_the_buffer_is_refused():

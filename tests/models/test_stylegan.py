@@ -19,7 +19,7 @@ from genjax.configs import load_sibling
 from genjax.core import likelihoods as lk
 from genjax.models import stylegan as sg
 from genjax.train.trainer import train_and_evaluate
-from tests.train.test_trainer import _fail_after, assert_trees_equal
+from tests.train.test_trainer import assert_resumes_bit_exactly, assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = dict(latent_dim=8, w_dim=8, mapping_layers=2, channels=(8, 8), d_channels=(8, 8),
@@ -214,14 +214,8 @@ def test_tiny_run_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
     # The EMA averages the generator and copies the state and the discriminator.
     assert_trees_equal(reference.ema_params["state"], reference.params["state"])
     assert_trees_equal(reference.ema_params["discriminator"], reference.params["discriminator"])
-    workdir = str(tmp_path / "cut")
-    _fail_after(monkeypatch, 3, RuntimeError("killed"))          # after step 3 (saved at 2)
-    with pytest.raises(RuntimeError, match="killed"):
-        train_and_evaluate(config, workdir)
-    monkeypatch.undo()
-    resumed = train_and_evaluate(config, workdir)
+    resumed = assert_resumes_bit_exactly(config, reference, tmp_path, monkeypatch)
     assert int(resumed.step) == 4
-    assert_trees_equal(resumed, reference)
 
 
 def test_configs_and_bad_settings():

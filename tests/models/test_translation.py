@@ -25,7 +25,7 @@ from genjax.data import digits
 from genjax.models.translation import CycleGAN, PatchDiscriminator, ResNetGenerator
 from genjax.train import step as step_lib
 from genjax.train.trainer import _next_batches, build_run, initial_state, train_and_evaluate
-from tests.train.test_trainer import _fail_after, assert_trees_equal
+from tests.train.test_trainer import assert_resumes_bit_exactly, assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"pix2pix": dict(channels=(4, 6), disc_channels=(4,)),
@@ -392,13 +392,7 @@ def test_cyclegan_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
     assert all(np.isfinite(v) for m in lines for v in m.values())
     assert {"discriminator_loss", "generator_cycle", "generator_pool_filled"} <= set(lines[-1])
     assert int(reference.params["state"]["pool_count"]) == 16      # 4 steps x min(B, P)
-    workdir = str(tmp_path / "cut")
-    _fail_after(monkeypatch, 3, RuntimeError("killed"))           # after step 3 (saved at 2)
-    with pytest.raises(RuntimeError, match="killed"):
-        train_and_evaluate(config, workdir)
-    monkeypatch.undo()
-    resumed = train_and_evaluate(config, workdir)
-    assert_trees_equal(resumed, reference)                         # pools and counts too
+    assert_resumes_bit_exactly(config, reference, tmp_path, monkeypatch)
 
 
 def _parallel_run(parallel: str):

@@ -38,6 +38,20 @@ def _fail_after(monkeypatch, calls: int, exc: BaseException):
     monkeypatch.setattr(trainer_lib, "_next_batches", fake)
 
 
+def assert_resumes_bit_exactly(config, reference, tmp_path, monkeypatch, *, after: int = 3):
+    """A run of ``config`` killed after ``after`` batch fetches (its last checkpoint at an
+    earlier step), then rerun, ends equal to the uninterrupted ``reference`` state, bit for
+    bit. Returns the resumed state."""
+    workdir = str(tmp_path / "cut")
+    _fail_after(monkeypatch, after, RuntimeError("killed"))
+    with pytest.raises(RuntimeError, match="killed"):
+        train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    resumed = train_and_evaluate(config, workdir)
+    assert_trees_equal(resumed, reference)
+    return resumed
+
+
 def test_trained_run_writes_everything(trained_tiny):
     config, workdir, state = trained_tiny
     assert int(state.step) == 8
