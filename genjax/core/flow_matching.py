@@ -38,14 +38,23 @@ def conditional_path(x0: jax.Array, x1: jax.Array, t: jax.Array, sigma_min: floa
     return x_t, x1 - (1.0 - sigma_min) * x0
 
 
-def flow_matching_loss(velocity_fn: Velocity, x1: jax.Array, rng: jax.Array, *,
-                       sigma_min: float = 0.0, x0: jax.Array | None = None) -> jax.Array:
+def flow_matching_loss(velocity_fn: Velocity, x1: jax.Array, rng: jax.Array | None, *,
+                       sigma_min: float = 0.0, x0: jax.Array | None = None,
+                       t: jax.Array | None = None) -> jax.Array:
     """|v(x_t, t) - u_t|^2 per example [B], t ~ U(0, 1), x_0 ~ N(0, I) unless given (reflow
-    passes the noise that produced x_1)."""
-    k_t, k_0 = jax.random.split(rng)
-    t = jax.random.uniform(k_t, (x1.shape[0],), x1.dtype)
-    if x0 is None:
-        x0 = jax.random.normal(k_0, x1.shape, x1.dtype)
+    passes the noise that produced x_1).
+
+    Drawn from ``rng`` as ``k_t, k_0 = jax.random.split(rng)``, ``t = jax.random.uniform(k_t,
+    (B,), x1.dtype)``, ``x0 = jax.random.normal(k_0, x1.shape, x1.dtype)``; each one given
+    (``t``, ``x0``) is used in place of its draw (a model draws them through
+    :func:`genjax.core.random.batch_draw`, so that they do not depend on how the batch is
+    split over devices); with both given ``rng`` may be None."""
+    if t is None or x0 is None:
+        k_t, k_0 = jax.random.split(rng)
+        if t is None:
+            t = jax.random.uniform(k_t, (x1.shape[0],), x1.dtype)
+        if x0 is None:
+            x0 = jax.random.normal(k_0, x1.shape, x1.dtype)
     x_t, u_t = conditional_path(x0, x1, t, sigma_min)
     return sum_event((velocity_fn(x_t, t) - u_t) ** 2)
 

@@ -200,12 +200,22 @@ def ode_log_prob(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exac
                         trace=trace, num_steps=num_steps)
 
 
-def denoising_score_matching_loss(sde: SDE, score_fn: ScoreFn, x0, rng, *, eps: float = 1e-5):
+def denoising_score_matching_loss(sde: SDE, score_fn: ScoreFn, x0, rng, *, eps: float = 1e-5,
+                                  t=None, noise=None):
     """E_{t ~ U(eps, 1)} E_{z} |std(t) s(a(t) x_0 + std(t) z, t) + z|^2 per example [B]: the
     denoising score matching objective (Vincent, 2011) weighted by lambda(t) = std(t)^2,
-    minimised by the score of p_t, since grad_x log q(x_t | x_0) = -z / std(t)."""
-    k_t, k_z = jax.random.split(rng)
-    t = jax.random.uniform(k_t, (x0.shape[0],), minval=eps, maxval=1.0)
-    z = jax.random.normal(k_z, x0.shape, x0.dtype)
+    minimised by the score of p_t, since grad_x log q(x_t | x_0) = -z / std(t).
+
+    The times t [B] and the noise z (shape of x_0) are drawn from ``rng`` as
+    ``k_t, k_z = jax.random.split(rng)``, ``t = jax.random.uniform(k_t, (B,), minval=eps,
+    maxval=1.0)``, ``z = jax.random.normal(k_z, x0.shape, x0.dtype)``, unless given as ``t``
+    and ``noise`` (a model draws them through :func:`genjax.core.random.batch_draw`, so that
+    they do not depend on how the batch is split over devices); ``rng`` may then be None."""
+    if t is None or noise is None:
+        k_t, k_z = jax.random.split(rng)
+        if t is None:
+            t = jax.random.uniform(k_t, (x0.shape[0],), minval=eps, maxval=1.0)
+        if noise is None:
+            noise = jax.random.normal(k_z, x0.shape, x0.dtype)
     mean, std = sde.marginal_prob(x0, t)
-    return sum_event((std * score_fn(mean + std * z, t) + z) ** 2)
+    return sum_event((std * score_fn(mean + std * noise, t) + noise) ** 2)

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 
 from genjax.core import conditioning as cnd
 from genjax.core import flow_matching as fm
-from genjax.core.random import batch_draw, device_key
+from genjax.core.random import batch_draw
 from genjax.models.continuous import ContinuousConfig, ContinuousModel
 from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
                                     check_batch)
@@ -179,8 +179,14 @@ class FlowMatching(ContinuousModel):
         def velocity(x, t):
             return self.velocity(params, x, t, y, train=True, rng=k_drop)
 
-        per_example_loss = fm.flow_matching_loss(velocity, x1, device_key(k_fm),
-                                                 sigma_min=c.path_sigma_min, x0=x0)
+        # t and x_0 drawn as the core loss draws them from k_fm, per example through
+        # batch_draw: the same numbers on one device, a mesh or pmap
+        k_t, k_0 = jax.random.split(k_fm)
+        t = batch_draw(jax.random.uniform, k_t, (x1.shape[0],), x1.dtype)
+        if x0 is None:
+            x0 = batch_draw(jax.random.normal, k_0, x1.shape, x1.dtype)
+        per_example_loss = fm.flow_matching_loss(velocity, x1, None,
+                                                 sigma_min=c.path_sigma_min, x0=x0, t=t)
         loss = jnp.mean(per_example_loss) / self.num_dims
         return loss, {"loss": loss}
 

@@ -56,7 +56,7 @@ import jax.numpy as jnp
 from genjax.core import conditioning as cnd
 from genjax.core import langevin as lg
 from genjax.core import sde as sd
-from genjax.core.random import device_key
+from genjax.core.random import batch_draw
 from genjax.models.continuous import ContinuousConfig, ContinuousModel
 from genjax.models.protocol import Capabilities, check_batch
 
@@ -156,8 +156,14 @@ class ScoreSDE(ContinuousModel):
         def score(x, t):
             return self.score(params, x, t, y, train=True, rng=k_drop)
 
+        # t and z drawn as the core loss draws them from k_dsm, per example through
+        # batch_draw: the same numbers on one device, a mesh or pmap
+        k_t, k_z = jax.random.split(k_dsm)
+        t = batch_draw(jax.random.uniform, k_t, (x0.shape[0],), minval=c.train_eps,
+                       maxval=1.0)
+        z = batch_draw(jax.random.normal, k_z, x0.shape, x0.dtype)
         per_example_loss = sd.denoising_score_matching_loss(
-            self.sde, score, x0, device_key(k_dsm), eps=c.train_eps)
+            self.sde, score, x0, None, eps=c.train_eps, t=t, noise=z)
         loss = jnp.mean(per_example_loss) / self.num_dims
         return loss, {"loss": loss}
 

@@ -2,29 +2,53 @@
 
 Trains the tiny VAE (or, with the argument ``gan``, the 2-D GAN of
 configs/gan_toy2d.py: two optimizers, 2 discriminator phases on strided batch
-slices per generator phase) for 2 calls x 2 steps with parallel = none, mesh and
-pmap from the same state and batches, and prints the largest parameter and metric
-differences from the single-device run as JSON.
+slices per generator phase; ``score_sde`` or ``flow_matching``, the 2-D models of
+configs/score_sde_toy2d.py and configs/flow_matching_toy2d.py with a tiny MLP) for
+2 calls x 2 steps with parallel = none, mesh and pmap from the same state and
+batches, and prints the largest parameter and metric differences from the
+single-device run as JSON.
 """
 
 import json
+import os
 import sys
 
 import jax
 import numpy as np
 
+from genjax.configs import load_sibling
 from genjax.train import step as step_lib
 from genjax.train.trainer import _next_batches, build_run, initial_state
 from tests.conftest import tiny_vae_config
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOY2D = {"score_sde": "score_sde_toy2d", "flow_matching": "flow_matching_toy2d"}
 
-def run(parallel: str, model_name: str = "vae", optimizer: str = "sgd"):
+
+def toy2d_config(model_name: str, **training):
+    """configs/<model>_toy2d.py with a tiny MLP and a short run."""
+    config = load_sibling(os.path.join(ROOT, "configs", "x.py"), TOY2D[model_name])
+    with config.unlocked():
+        config.model.update(mlp_hidden=8, mlp_blocks=1, sample_steps=4)
+        config.optimizer.warmup_steps = 2      # the configs' 100 barely move the parameters
+        config.training.update(dict(batch_size=16, num_steps=4, steps_per_call=1, log_every=2,
+                                    checkpoint_every=2, num_sample_images=0, progress=False),
+                               **training)
+    return config
+
+
+def make(model_name: str, **training):
     if model_name == "gan":
         from tests.train.test_groups import gan_config
 
-        config = gan_config(parallel=parallel, steps_per_call=2)
-    else:
-        config = tiny_vae_config(parallel=parallel, steps_per_call=2)
+        return gan_config(**training)
+    if model_name in TOY2D:
+        return toy2d_config(model_name, **training)
+    return tiny_vae_config(**training)
+
+
+def run(parallel: str, model_name: str = "vae", optimizer: str = "sgd"):
+    config = make(model_name, parallel=parallel, steps_per_call=2)
     # SGD: the parameter differences are the gradient differences times the learning rate.
     # Adam (what the configs use) normalises each coordinate by its own scale, so a
     # float-level difference in a near-zero gradient can move that coordinate by up to the
@@ -48,12 +72,7 @@ def run(parallel: str, model_name: str = "vae", optimizer: str = "sgd"):
 
 def initial_params(model_name: str):
     """The parameters every run starts from."""
-    if model_name == "gan":
-        from tests.train.test_groups import gan_config
-
-        config = gan_config()
-    else:
-        config = tiny_vae_config()
+    config = make(model_name)
     model, optimizer, _, info, _ = build_run(config)
     return jax.device_get(initial_state(config, model, optimizer, info).params)
 
