@@ -1,6 +1,8 @@
 """DDPM family through the protocol: sampler compiled once, guidance, inpainting,
 the variational bound, points, latent diffusion on a trained VAE."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +32,7 @@ def _init(model, batch, seed=0):
     return jax.jit(model.init)(init_key(jax.random.key(seed)), batch)
 
 
+@functools.partial(jax.jit, static_argnames="scale")
 def _perturbed(params, scale=0.05):
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(42), len(leaves))
@@ -64,17 +67,23 @@ def test_conditional_loss_drops_labels_to_the_null_class(cond_model, batch):
     real_apply = model._apply
 
     def recording(params, x_t, t, y, **kwargs):
-        seen.append(y)
+        seen.append(y)                     # the traced labels, returned by the jit below
         return real_apply(params, x_t, t, y, **kwargs)
+
+    @jax.jit
+    @jax.vmap
+    def loss_and_labels(key):
+        seen.clear()
+        loss = model.loss(params, batch, key)[0]
+        return loss, seen[-1]
 
     model._apply = recording
     try:
-        keys = jax.random.split(jax.random.key(5), 20)
-        losses = [model.loss(params, batch, k)[0] for k in keys]
+        losses, labels = loss_and_labels(jax.random.split(jax.random.key(5), 20))
     finally:
         model._apply = real_apply
     assert all(np.isfinite(loss) for loss in losses)
-    labels = np.stack([np.asarray(y) for y in seen])          # [20, 8]
+    labels = np.asarray(labels)                                # [20, 8]
     dropped = labels == model.null_class
     true = np.broadcast_to(batch["label"], labels.shape)
     np.testing.assert_array_equal(labels[~dropped], true[~dropped])

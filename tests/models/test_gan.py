@@ -29,6 +29,10 @@ def _model(name="dcgan_digits", **model):
     return models.build(_config(name, **model).model)
 
 
+def _init(model):
+    return jax.jit(model.init)(jax.random.key(0), _batch())
+
+
 def _batch(n=8, seed=0):
     rng = np.random.default_rng(seed)
     return {"image": rng.integers(0, 256, (n, 16, 16, 1)).astype(np.uint8),
@@ -63,7 +67,7 @@ def test_projection_discriminator_adds_the_label_embedding_dot_phi():
     """f(x, y) = psi(phi(x)) + E_y . phi(x) with psi linear: d f / d E_y and d f / d W_psi
     are both phi(x), and f(x, y) - f(x, y') = (E_y - E_y') . phi(x)."""
     model = _model("cgan_digits")
-    params = model.init(jax.random.key(0), _batch())
+    params = _init(model)
     x = to_symmetric(_batch(1)["image"])
     d = params["discriminator"]
 
@@ -85,7 +89,7 @@ def test_projection_discriminator_adds_the_label_embedding_dot_phi():
 def test_discriminator_loss_is_the_game_plus_the_penalties(model_kwargs):
     model = _model(**model_kwargs)
     batch = _batch()
-    params = model.init(jax.random.key(0), batch)
+    params = _init(model)
     rng = jax.random.key(1)
     real = to_symmetric(batch["image"])
 
@@ -115,7 +119,7 @@ def test_discriminator_loss_is_the_game_plus_the_penalties(model_kwargs):
 
 def test_samples_are_levels_and_a_conditional_gan_takes_the_classes_in_turn():
     model = _model("cgan_digits")
-    params = model.init(jax.random.key(0), _batch())
+    params = _init(model)
     rng = jax.random.key(2)
     sample = jax.jit(model.sample, static_argnums=2)
     images = sample(params, rng, 12, None)
@@ -123,14 +127,14 @@ def test_samples_are_levels_and_a_conditional_gan_takes_the_classes_in_turn():
     np.testing.assert_array_equal(images, sample(params, rng, 12, np.arange(12) % 10))
     assert not np.array_equal(images, sample(params, rng, 12, np.full(12, 3)))
     with pytest.raises(ValueError, match="unconditional"):
-        _model().sample(model.init(jax.random.key(0), _batch()), rng, 2, 3)
+        _model().sample(params, rng, 2, 3)
 
 
 def test_inversion_recovers_an_image_the_generator_made():
     """Images G(z) of known z: from z_0 ~ N(0, I) the descent reaches G(z) up to rounding for
     most of them (a descent may stop in a local minimum: here 1 image of 4 may)."""
     model = _model()
-    params = model.init(jax.random.key(0), _batch())
+    params = _init(model)
     z_true = jax.random.normal(jax.random.key(5), (4, TINY["latent_dim"]))
     target = np.asarray(model._output(model.generate(params, z_true))).astype(float)
     z0 = jax.random.normal(jax.random.key(0), z_true.shape)     # the start of seed 0
@@ -158,6 +162,7 @@ def _train(config, workdir, **training):
     return train_and_evaluate(config, str(workdir))
 
 
+@pytest.mark.slow
 def test_wgan_keeps_every_critic_weight_clipped_and_leaves_the_generator_alone(tmp_path):
     state = _train(_config("wgan_digits"), tmp_path, batch_size=10)   # 5 critic slices of 2
     critic = jax.tree.leaves(state.params["discriminator"])

@@ -29,14 +29,14 @@ def batch():
 @pytest.fixture(scope="module")
 def vae_and_params(batch):
     model = _model()
-    return model, model.init(jax.random.key(0), batch)
+    return model, jax.jit(model.init)(jax.random.key(0), batch)
 
 
 def test_loss_is_rec_plus_beta_kl(batch):
     for beta in (1.0, 4.0):
         model = _model(beta=beta)
-        params = model.init(jax.random.key(0), batch)
-        loss, m = model.loss(params, batch, jax.random.key(1))
+        params = jax.jit(model.init)(jax.random.key(0), batch)
+        loss, m = jax.jit(model.loss)(params, batch, jax.random.key(1))
         np.testing.assert_allclose(loss, m["rec"] + beta * m["kl"], rtol=1e-5)
         np.testing.assert_allclose(m["nelbo_bpd"], (m["rec"] + m["kl"]) / (64 * math.log(2)),
                                    rtol=1e-5)
@@ -67,11 +67,12 @@ def test_bernoulli_decoder_and_sampling_ranges():
     it, info = gdata.load("binarized_digits", "train", 8, shuffle=False)
     batch = next(it)
     model = _model(image_shape=(16, 16, 1), num_levels=2, decoder="bernoulli", channels=(8, 8))
-    params = model.init(jax.random.key(0), batch)
-    loss, _ = model.loss(params, batch, jax.random.key(1))
+    params = jax.jit(model.init)(jax.random.key(0), batch)
+    loss, _ = jax.jit(model.loss)(params, batch, jax.random.key(1))
     assert np.isfinite(loss)
+    sample = jax.jit(model.sample, static_argnums=2, static_argnames="pixel_sample")
     for pixel_sample in (False, True):
-        x = model.sample(params, jax.random.key(2), 5, pixel_sample=pixel_sample)
+        x = sample(params, jax.random.key(2), 5, pixel_sample=pixel_sample)
         assert x.shape == (5, 16, 16, 1) and x.dtype == jnp.uint8
         assert set(np.unique(np.asarray(x))) <= {0, 1}
 
@@ -88,17 +89,18 @@ def test_gaussian_and_logistic_samples_cover_levels(vae_and_params):
 
 def test_conditional_vae_uses_labels(batch):
     model = _model(num_classes=10)
-    params = model.init(jax.random.key(0), batch)
+    params = jax.jit(model.init)(jax.random.key(0), batch)
     z = jnp.zeros((2, 4))
-    out0 = model.decode_params(params, z, jnp.array([0, 0]))
-    out1 = model.decode_params(params, z, jnp.array([0, 7]))
+    decode = jax.jit(model.decode_params)
+    out0 = decode(params, z, jnp.array([0, 0]))
+    out1 = decode(params, z, jnp.array([0, 7]))
     np.testing.assert_array_equal(out0[0], out1[0])
     assert not np.allclose(out0[1], out1[1])
     with pytest.raises(ValueError, match="conditional"):
         model.encode(params, jnp.zeros((2, 8, 8, 1), jnp.uint8), None)   # encoding needs labels
     with pytest.raises(ValueError, match="out of range"):
         model.sample(params, jax.random.key(0), 2, cond=10)
-    x = model.sample(params, jax.random.key(0), 3, cond=jnp.array([1, 2, 3]))
+    x = jax.jit(model.sample, static_argnums=2)(params, jax.random.key(0), 3, jnp.array([1, 2, 3]))
     assert x.shape == (3, 8, 8, 1)
 
 
