@@ -98,3 +98,12 @@ def trained_tiny(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("trained_tiny"))
     state = train_and_evaluate(config, workdir)
     return config, workdir, state
+
+
+def perturbed(params, key, scale: float):
+    """params + scale * N(0, I) (float leaves), drawn as one vector: one random op to compile
+    instead of one per leaf."""
+    import jax.flatten_util
+
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    return unravel(flat + scale * jax.random.normal(key, flat.shape, flat.dtype))

@@ -88,6 +88,7 @@ def _digit_folder(path, images):
     return str(path)
 
 
+@pytest.mark.slow
 def test_eval_folders_prints_the_table_and_writes_json(tmp_path):
     from genjax.data.digits import digits16
 

@@ -9,6 +9,7 @@ import pytest
 
 from genjax import models
 from genjax.configs import make_config
+from tests.conftest import perturbed
 
 TINY = {
     "fvsbn": {},
@@ -30,9 +31,7 @@ def build(name, shape=(2, 2, 1), levels=2, **kw):
 
 def _perturb(params, key, scale=0.3):
     """Random weights everywhere (FVSBN starts at zero, biases start at zero)."""
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    return tree.unflatten([p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    return perturbed(params, key, scale)
 
 
 def _init(model, shape, key=0, label=None):

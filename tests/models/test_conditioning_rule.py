@@ -12,6 +12,7 @@ from genjax.configs import make_config
 from genjax.core import conditioning as cnd
 from genjax.core.random import init_key
 from genjax.models import build
+from tests.conftest import perturbed
 
 N = 12          # more samples than classes: the cycle wraps
 DIGITS8 = dict(image_shape=(8, 8, 1), num_levels=17)
@@ -61,10 +62,7 @@ def test_sampling_without_cond_takes_the_classes_in_turn(family):
     model, params = _model_and_params(name, fields)
     assert model.capabilities.conditioning == "class" and model.capabilities.num_classes == 10
     # Zero-initialised output layers ignore the label at init: perturb every weight.
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(5), len(leaves))
-    params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape, x.dtype)
-                                       for x, k in zip(leaves, keys)])
+    params = perturbed(params, jax.random.key(5), 0.1)
     _assert_rule(model, params)
     with pytest.raises(ValueError, match="out of range"):
         model.sample(params, jax.random.key(1), 2, 10)
@@ -72,6 +70,7 @@ def test_sampling_without_cond_takes_the_classes_in_turn(family):
         model.sample(params, jax.random.key(1), 2, np.array([0, -1]))
 
 
+@pytest.mark.slow
 def test_token_prior_without_cond_takes_the_classes_or_captions_in_turn():
     from tests.models.test_token_prior import tiny_prior_config
 

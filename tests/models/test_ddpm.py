@@ -1,8 +1,6 @@
 """DDPM family through the protocol: sampler compiled once, guidance, inpainting,
 the variational bound, points, latent diffusion on a trained VAE."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +12,7 @@ from genjax.core import diffusion as dm
 from genjax.core import likelihoods as lk
 from genjax.core.random import init_key
 from genjax.models import build
+from tests.conftest import perturbed
 
 
 def tiny_ddpm_config(dataset="digits16", **model):
@@ -32,12 +31,8 @@ def _init(model, batch, seed=0):
     return jax.jit(model.init)(init_key(jax.random.key(seed)), batch)
 
 
-@functools.partial(jax.jit, static_argnames="scale")
 def _perturbed(params, scale=0.05):
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(42), len(leaves))
-    return jax.tree.unflatten(tree, [x + scale * jax.random.normal(k, x.shape)
-                                     for x, k in zip(leaves, keys)])
+    return perturbed(params, jax.random.key(42), scale)
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +238,7 @@ def test_points_model_samples_points():
         model.log_prob(params, next(it), jax.random.key(3))
 
 
+@pytest.mark.slow
 def test_latent_diffusion_on_a_trained_vae(trained_tiny):
     _, vae_workdir, vae_state = trained_tiny
     config = tiny_ddpm_config("digits", image_shape=(8, 8, 1), num_levels=17,

@@ -9,12 +9,11 @@ import pytest
 from genjax.core.masks import pixelcnn_mask
 from genjax.nn.masked import GatedPixelCNN, MaskedConv, PixelCNN
 from genjax.nn.transformer import CausalTransformer
+from tests.conftest import perturbed
 
 
 def _perturb(params, key, scale=0.1):
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    return tree.unflatten([p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    return perturbed(params, key, scale)
 
 
 def test_mask_is_applied_to_the_kernel():

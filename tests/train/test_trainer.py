@@ -70,6 +70,7 @@ def test_trained_run_writes_everything(trained_tiny):
     assert not np.array_equal(np.asarray(p), np.asarray(e))
 
 
+@pytest.mark.slow
 def test_resume_after_hard_kill_is_bit_exact(trained_tiny, tmp_path, monkeypatch):
     """Killed after step 6 (checkpoint at 4): the rerun redoes 5..8 and matches exactly."""
     config, _, reference = trained_tiny
@@ -98,6 +99,7 @@ def test_keyboard_interrupt_saves_and_resumes_exactly(trained_tiny, tmp_path, mo
     assert_trees_equal(train_and_evaluate(config, workdir), reference)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained_tiny, tmp_path):
     config, workdir_ref, _ = trained_tiny
     workdir = str(tmp_path / "run")
