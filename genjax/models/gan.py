@@ -58,7 +58,8 @@ class GAN:
     ``self.discriminator`` (``apply(params, x[, labels]) -> [B, 1]`` logits f) and may
     override :meth:`_real`, :meth:`_judged` and :meth:`_output`. The config needs
     ``data_key``, ``latent_dim``, ``n_critic``, ``loss``, ``gradient_penalty`` and
-    ``r1_gamma``; ``num_classes`` (0: unconditional) is optional.
+    ``r1_gamma``; class conditioning is what ``capabilities`` declares, and ``pack`` (1) the
+    number of examples D judges at once.
     """
 
     generator: nn.Module
@@ -69,9 +70,12 @@ class GAN:
         self.d_loss, self.g_loss = gl.losses(config.loss)
         self.capabilities = capabilities
 
+    pack = 1                        # examples per discriminator decision (PacGAN: m)
+
     @property
     def num_classes(self) -> int:
-        return getattr(self.config, "num_classes", 0)
+        """Classes of a class-conditional GAN, as its capabilities declare (0: none)."""
+        return self.capabilities.num_classes
 
     def update_rule(self) -> UpdateRule:
         return UpdateRule(
@@ -105,7 +109,7 @@ class GAN:
         del batch                                   # shapes come from the config
         c = self.config
         g, d = jax.random.split(rng)
-        n = getattr(c, "pack", 1)                   # examples in one discriminator input
+        n = self.pack                               # examples in one discriminator input
         labels = jnp.zeros((n,), jnp.int32) if self.num_classes else None
         args = self._network_args(labels)
         x = self._judged(jnp.zeros((n,) + tuple(c.image_shape)))

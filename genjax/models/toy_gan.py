@@ -59,6 +59,7 @@ class MLP(nn.Module):
 class ToyGAN(GAN):
     def __init__(self, config: ToyGANConfig):
         super().__init__(config, Capabilities(param_groups=True))
+        self.pack = config.pack
         self.generator = MLP(config.hidden, config.num_layers, config.image_shape[0])
         self.discriminator = MLP(config.discriminator_hidden or config.hidden,
                                  config.discriminator_layers or config.num_layers, 1)
@@ -67,10 +68,10 @@ class ToyGAN(GAN):
         return batch[self.config.data_key]
 
     def _judged(self, x):               # [B, d] -> [B / pack, pack * d]
-        if x.shape[0] % self.config.pack:
+        if x.shape[0] % self.pack:
             raise ValueError(f"a batch of {x.shape[0]} points (per discriminator phase) is not "
-                             f"a multiple of model.pack = {self.config.pack}")
-        return x.reshape(x.shape[0] // self.config.pack, -1)
+                             f"a multiple of model.pack = {self.pack}")
+        return x.reshape(x.shape[0] // self.pack, -1)
 
     def _output(self, x):
         return x
