@@ -23,6 +23,7 @@ from genjax.models.continuous import TIME_SCALE
 from genjax.models.protocol import FROZEN, update_rule
 from genjax.train.checkpoint import CheckpointError
 from genjax.train.trainer import train_and_evaluate
+from tests.models.test_score import assert_guided_images_and_finite_bits_per_dim
 from tests.train.test_trainer import assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -271,9 +272,4 @@ def test_class_conditional_image_model_with_a_tiny_unet():
 
     loss, expected = both(params, jax.random.key(1))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
-    images = jax.jit(model.sample, static_argnums=2)(params, jax.random.key(2), 4,
-                                                     guidance_scale=1.0)
-    assert images.shape == (4, 16, 16, 1) and images.dtype == jnp.uint8
-    nll = -jax.jit(model.log_prob)(params, batch, jax.random.key(3))
-    bpd = np.asarray(lk.bits_per_dim(nll, 256))
-    assert bpd.shape == (4,) and np.all(np.isfinite(bpd)) and np.all(bpd > 0)
+    assert_guided_images_and_finite_bits_per_dim(model, params, batch)
