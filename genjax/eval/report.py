@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from genjax import data as gdata
-from genjax.eval.likelihood import independent_pixel_bpd, nll_on_split
+from genjax.eval.likelihood import independent_pixel_bpd, nll_and_stats_on_split, nll_on_split
 from genjax.core import metrics
 from genjax.data import toy2d
 from genjax.eval.samples import DIGIT_DATASETS, digit_sample_metrics, draw_samples
@@ -33,13 +33,20 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
     caps = model.capabilities
     if caps.has_likelihood:
         kwargs = {"num_samples": ecfg.iwae_samples} if ecfg.iwae_samples else {}
-        nll = nll_on_split(model, params, batches, jax.random.key(seed),
-                           max_examples=ecfg.num_examples, **kwargs)
+        stats = {}
+        if caps.log_prob_stats:
+            nll, stats = nll_and_stats_on_split(model, params, batches, jax.random.key(seed),
+                                                max_examples=ecfg.num_examples, **kwargs)
+        else:
+            nll = nll_on_split(model, params, batches, jax.random.key(seed),
+                               max_examples=ecfg.num_examples, **kwargs)
         num_dims = math.prod(info.shape)
         results["num_examples"] = int(len(nll))
         results["nll_nats"] = float(nll.mean())
         results["bits_per_dim"] = float(nll.mean() / (num_dims * math.log(2.0)))
         results["bits_per_dim_is"] = caps.likelihood_kind
+        # means over the examples, e.g. the likelihood ODE's function evaluations "log_prob_nfe"
+        results.update({f"log_prob_{k}": float(v.mean()) for k, v in stats.items()})
         if caps.likelihood_kind == "IWAE lower bound":
             results["iwae_samples"] = ecfg.iwae_samples or model.config.iwae_samples
         if info.kind == "image" and info.num_levels:
@@ -57,13 +64,36 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,
             ecfg.num_samples, ecfg.sample_batch_size,
             caps.num_classes, data_dir))
-    density = config.data.name.removeprefix("toy2d/")
-    if ecfg.num_samples and info.kind == "points" and density in toy2d.MODES:
+    if ecfg.num_samples and info.kind == "points":
         points, _ = draw_samples(model, params, jax.random.key(seed + 1), ecfg.num_samples,
                                  ecfg.sample_batch_size)
         results["num_samples"] = ecfg.num_samples
-        results.update(metrics.mode_coverage(points, *toy2d.MODES[density]))
+        density = config.data.name.removeprefix("toy2d/")
+        if density in toy2d.MODES:
+            results.update(metrics.mode_coverage(points, *toy2d.MODES[density]))
+        if points.ndim == 2:
+            results.update(_distances_to_split(points, config.data.name, split, data_dir, seed))
     return results
+
+
+def split_points(name: str, split: str, n: int, seed: int, data_dir=None) -> np.ndarray:
+    """min(n, split size) points of ``split``: all of them if no more than n, else a subset
+    drawn without replacement by ``np.random.default_rng(seed)`` (the eval seed)."""
+    it, _ = gdata.load(name, split, 512, shuffle=False, num_epochs=1, drop_remainder=False,
+                       data_dir=data_dir)
+    points = np.concatenate([b["point"] for b in it])
+    if len(points) <= n:
+        return points
+    return points[np.sort(np.random.default_rng(seed).choice(len(points), n, replace=False))]
+
+
+def _distances_to_split(samples: np.ndarray, name: str, split: str, data_dir, seed: int) -> dict:
+    """W2 and unbiased MMD^2 (:mod:`genjax.core.metrics`) between n model samples and n
+    points of ``split``, n = min(number of samples, split size)."""
+    test = split_points(name, split, len(samples), seed, data_dir)
+    samples = np.asarray(samples, np.float64)[:len(test)]
+    return {"w2_to_test": metrics.wasserstein2(samples, test),
+            "mmd_to_test": metrics.mmd_rbf(samples, test)}
 
 
 def format_table(results: dict) -> str:

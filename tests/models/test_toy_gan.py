@@ -1,5 +1,6 @@
-"""The 2-D GAN's options (the loss, WGAN-GP's penalty, PacGAN packing) and the mode-coverage
-numbers that ``genjax eval`` reports for it on ring8 and grid25."""
+"""The 2-D GAN's options (the loss, WGAN-GP's penalty, PacGAN packing), the mode-coverage
+numbers that ``genjax eval`` reports for it on ring8 and grid25, and the W2 / MMD to the test
+points that it reports for any model on a point dataset."""
 
 import os
 
@@ -12,7 +13,7 @@ from genjax import models
 from genjax.configs import load_sibling
 from genjax.core import gan_losses as gl
 from genjax.data import toy2d
-from genjax.eval.report import evaluate_run
+from genjax.eval.report import evaluate_run, split_points
 from genjax.models.protocol import Capabilities
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -97,3 +98,21 @@ def test_eval_counts_the_modes_of_ring8_and_grid25(density):
     assert full["modes_covered"] == len(centres)
     moons = evaluate_run(_config("gan_toy2d", "moons"), _FixedSampler(centres), None)
     assert "modes_covered" not in moons
+
+
+def test_eval_reports_w2_and_mmd_to_the_test_points():
+    """Samples that are the evaluated test points in another order are at W2 0 from them,
+    shifted by s at W2 |s| with a larger MMD. The test points are the eval seed's
+    subsample of the split's 2000, of the samples' size; all of them when there are fewer."""
+    config = _config("gan_toy2d", "moons")
+    with config.unlocked():
+        config.eval.sample_batch_size = 400               # one call: all the fixed points
+    test = split_points(config.data.name, "test", 400, seed=0)
+    assert test.shape == (400, 2) and len(np.unique(test, axis=0)) == 400
+    assert not np.array_equal(test, split_points(config.data.name, "test", 400, seed=1))
+    assert split_points(config.data.name, "test", 5000, seed=0).shape == (2000, 2)
+    same = evaluate_run(config, _FixedSampler(test[::-1]), None)
+    shifted = evaluate_run(config, _FixedSampler(test[::-1] + [0.3, 0.4]), None)
+    assert same["w2_to_test"] == 0.0
+    np.testing.assert_allclose(shifted["w2_to_test"], 0.5, rtol=1e-5)
+    assert shifted["mmd_to_test"] > same["mmd_to_test"] + 0.01
