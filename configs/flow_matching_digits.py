@@ -11,7 +11,11 @@ Reflow (a 2-rectified flow trained on the pairs of the first, from its weights):
         --config.model.sample_steps=4 --config.model.sampler=euler
 
 ``--config.model.path=ot`` trains on the conditional optimal-transport path with
-``sigma_min``.
+``sigma_min``; ``--config.model.coupling=ot`` pairs each batch's noise with its images by
+minibatch optimal transport (an exact assignment), for straighter paths:
+
+    genjax train --config configs/flow_matching_digits.py --workdir runs/fm_digits_ot \
+        --config.model.coupling=ot
 """
 
 from genjax.configs import make_config

@@ -3,8 +3,11 @@
     genjax train --config configs/flow_matching_toy2d.py --workdir runs/fm_toy2d
     genjax train --config configs/flow_matching_toy2d.py --workdir runs/fm_toy2d_reflow \
         --config.model.teacher_workdir=runs/fm_toy2d --config.model.sample_steps=2
+    genjax train --config configs/flow_matching_toy2d.py --workdir runs/fm_toy2d_ot \
+        --config.model.coupling=ot           # minibatch OT pairing of noise and data
 
-``genjax eval`` reports the flow-ODE log-density of the test points (exact trace).
+``genjax eval`` reports the flow-ODE log-density of the test points (exact trace) and the
+2-Wasserstein distance and MMD of samples to them.
 """
 
 from genjax.configs import make_config

@@ -24,10 +24,13 @@ SDEs (beta(t) = beta_min + t (beta_max - beta_min), B(t) = int_0^t beta):
   at t = 0 is the data at the smallest noise, as in NCSN).
 
 Samplers run from t = 1 to t = ``eps`` on a uniform grid of ``num_steps`` steps, each one
-``lax.scan``: Euler-Maruyama on the reverse SDE, predictor-corrector (an Euler-Maruyama
-predictor and ``corrector_steps`` Langevin corrector moves whose step is set by the
-signal-to-noise ratio ``snr``: eps_L = 2 (snr |z| / |s|)^2), and Heun on the
-probability-flow ODE. Every array is a batch [B, ...]; ``t`` is a scalar or [B].
+``lax.fori_loop`` (``num_steps`` may be traced, so one compiled sampler serves every step
+count): Euler-Maruyama on the reverse SDE, predictor-corrector (an Euler-Maruyama predictor
+and ``corrector_steps`` (static) Langevin corrector moves whose step is set by the
+signal-to-noise ratio ``snr``: eps_L = 2 (snr |z| / |s|)^2), and Heun on the probability-flow
+ODE; step i draws its noise from ``jax.random.fold_in(rng, i)``. The likelihood integrates the
+same ODE by fixed-step RK4 or an adaptive solver (:func:`genjax.core.ode.log_prob_with_stats`).
+Every array is a batch [B, ...]; ``t`` is a scalar or [B].
 """
 
 from __future__ import annotations
@@ -128,13 +131,15 @@ def reverse_drift(sde: SDE, score_fn: ScoreFn, x, t, *, ode: bool = False):
     return drift - weight * g ** 2 * score_fn(x, t), g
 
 
-def _grid(num_steps: int, eps: float):
-    """Times 1 = t_0 > ... > t_{N-1} and the step dt = (1 - eps) / N."""
-    ts = jnp.linspace(1.0, eps, num_steps + 1)[:-1]
-    return ts, (1.0 - eps) / num_steps
+def _grid(i, num_steps, eps: float):
+    """Time t_i = (1 - i / N) + eps i / N of 1 = t_0 > ... > t_{N-1} (``jnp.linspace(1, eps,
+    N + 1)``'s formula, at one i so that N may be traced) and the step dt = (1 - eps) / N."""
+    s = i / num_steps
+    return (1.0 - s) + eps * s, (1.0 - eps) / num_steps
 
 
-def euler_maruyama(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int, eps: float = 1e-3):
+def euler_maruyama(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int | jax.Array,
+                   eps: float = 1e-3):
     """The reverse SDE from x_1 by Euler-Maruyama: x <- x - (f - g^2 s) dt + g sqrt(dt) z;
     the last step adds no noise (its mean is returned). The predictor-corrector sampler
     without corrector moves."""
@@ -142,12 +147,11 @@ def euler_maruyama(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int, eps:
                                eps=eps)
 
 
-def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int,
+def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int | jax.Array,
                         corrector_steps: int = 1, snr: float = 0.16, eps: float = 1e-3):
     """Euler-Maruyama predictor + Langevin corrector at each time: the corrector moves
     x <- x + eps_L s + sqrt(2 eps_L) z with eps_L = 2 (snr |z| / |s|)^2 (norms averaged over
-    the batch)."""
-    ts, dt = _grid(num_steps, eps)
+    the batch). ``num_steps`` may be traced, ``corrector_steps`` is static."""
 
     def correct(x, t, key):
         def move(x, k):
@@ -163,23 +167,23 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int,
         x, _ = jax.lax.scan(move, x, jax.random.split(key, corrector_steps))
         return x
 
-    def step(x, inputs):
-        i, t, key = inputs
-        k_c, k_p = jax.random.split(key)
+    def step(i, x):
+        t, dt = _grid(i, num_steps, eps)
+        k_c, k_p = jax.random.split(jax.random.fold_in(rng, i))
         tb = jnp.full(x.shape[:1], t)
         x = correct(x, tb, k_c)
         drift, g = reverse_drift(sde, score_fn, x, tb)
         mean = x - drift * dt
-        noise = g * math.sqrt(dt) * jax.random.normal(k_p, x.shape, x.dtype)
-        return jnp.where(i == num_steps - 1, mean, mean + noise), None
+        noise = g * jnp.sqrt(dt) * jax.random.normal(k_p, x.shape, x.dtype)
+        return jnp.where(i == num_steps - 1, mean, mean + noise)
 
-    keys = jax.random.split(rng, num_steps)
-    x, _ = jax.lax.scan(step, x1, (jnp.arange(num_steps), ts, keys))
-    return x
+    return jax.lax.fori_loop(0, num_steps, step, x1)
 
 
-def ode_sample(sde: SDE, score_fn: ScoreFn, x1, *, num_steps: int, eps: float = 1e-3):
-    """The probability-flow ODE from t = 1 to eps by Heun's method (2 score calls a step)."""
+def ode_sample(sde: SDE, score_fn: ScoreFn, x1, *, num_steps: int | jax.Array,
+               eps: float = 1e-3):
+    """The probability-flow ODE from t = 1 to eps by Heun's method (2 score calls a step;
+    ``num_steps`` may be traced)."""
 
     def velocity(xb, t):
         return reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
@@ -187,17 +191,29 @@ def ode_sample(sde: SDE, score_fn: ScoreFn, x1, *, num_steps: int, eps: float = 
     return ode.heun(velocity, x1, 1.0, eps, num_steps)
 
 
-def ode_log_prob(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exact",
-                 num_steps: int = 100, eps: float = 1e-3):
-    """log p_eps(x) [B] in nats through the probability-flow ODE: x is carried from eps to 1
-    with fixed-step RK4 together with int div v dt (:func:`genjax.core.ode.log_prob`);
-    ``trace`` "exact" (forward-mode Jacobian, D passes) or "hutchinson" (needs ``rng``)."""
+def ode_log_prob_with_stats(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exact",
+                            num_steps: int | jax.Array = 100, eps: float = 1e-3,
+                            solver: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5):
+    """(log p_eps(x) [B] in nats, {"nfe": int32 [B]}) through the probability-flow ODE: x is
+    carried from eps to 1 together with int div v dt by ``solver``, "rk4" with ``num_steps``
+    fixed steps or adaptive "tsit5" / "dopri5" with ``rtol``, ``atol``
+    (:func:`genjax.core.ode.log_prob_with_stats`); ``trace`` "exact" (forward-mode Jacobian,
+    D passes) or "hutchinson" (needs ``rng``)."""
 
     def velocity(xb, t):
         return reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
 
-    return ode.log_prob(velocity, x, eps, 1.0, lambda z: prior_logp(sde, z), rng,
-                        trace=trace, num_steps=num_steps)
+    return ode.log_prob_with_stats(velocity, x, eps, 1.0, lambda z: prior_logp(sde, z), rng,
+                                   trace=trace, num_steps=num_steps, solver=solver,
+                                   rtol=rtol, atol=atol)
+
+
+def ode_log_prob(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exact",
+                 num_steps: int | jax.Array = 100, eps: float = 1e-3, solver: str = "rk4",
+                 rtol: float = 1e-5, atol: float = 1e-5):
+    """log p_eps(x) [B] in nats: the first output of :func:`ode_log_prob_with_stats`."""
+    return ode_log_prob_with_stats(sde, score_fn, x, rng, trace=trace, num_steps=num_steps,
+                                   eps=eps, solver=solver, rtol=rtol, atol=atol)[0]
 
 
 def denoising_score_matching_loss(sde: SDE, score_fn: ScoreFn, x0, rng, *, eps: float = 1e-5,

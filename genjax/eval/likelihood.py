@@ -18,17 +18,34 @@ from genjax.models.protocol import check_batch
 
 def nll_on_split(model, params, batches, rng, *, max_examples: int = 0, **log_prob_kwargs):
     """Per-example -log p(x) in nats over an iterator of batches: float64 [N]."""
-    log_prob = jax.jit(lambda p, b, k: model.log_prob(p, b, k, **log_prob_kwargs))
-    out, seen = [], 0
+    fn = jax.jit(lambda p, b, k: (model.log_prob(p, b, k, **log_prob_kwargs), {}))
+    return _over_split(fn, model, params, batches, rng, max_examples)[0]
+
+
+def nll_and_stats_on_split(model, params, batches, rng, *, max_examples: int = 0,
+                           **log_prob_kwargs):
+    """(-log p(x) float64 [N], {name: float64 [N]}) through ``model.log_prob_stats``
+    (``capabilities.log_prob_stats``): the NLL of :func:`nll_on_split` with the
+    per-example statistics of its computation (the ODE solver's ``nfe``)."""
+    fn = jax.jit(lambda p, b, k: model.log_prob_stats(p, b, k, **log_prob_kwargs))
+    return _over_split(fn, model, params, batches, rng, max_examples)
+
+
+def _over_split(fn, model, params, batches, rng, max_examples):
+    """fn(params, batch, key) -> (log p [b], {name: [b]}) over the batches, batch i with
+    key fold_in(rng, i), up to ``max_examples`` (0: all): (-log p [N], {name: [N]})."""
+    nll, stats, seen = [], [], 0
     for i, batch in enumerate(batches):
         if max_examples and seen >= max_examples:
             break
         if max_examples:
             batch = {k: v[: max_examples - seen] for k, v in batch.items()}
         check_batch(model, batch)        # on the host: inside jit it cannot be checked
-        out.append(-np.asarray(log_prob(params, batch, jax.random.fold_in(rng, i)), np.float64))
-        seen += len(out[-1])
-    return np.concatenate(out)
+        log_p, extra = fn(params, batch, jax.random.fold_in(rng, i))
+        nll.append(-np.asarray(log_p, np.float64))
+        stats.append({k: np.asarray(v, np.float64) for k, v in extra.items()})
+        seen += len(nll[-1])
+    return np.concatenate(nll), {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
 
 
 def independent_pixel_bpd(train_images: np.ndarray, test_images: np.ndarray,
@@ -46,4 +63,4 @@ def independent_pixel_bpd(train_images: np.ndarray, test_images: np.ndarray,
     return float(nll.mean() / (num_dims * math.log(2.0)))
 
 
-__all__ = ["bits_per_dim", "independent_pixel_bpd", "nll_on_split"]
+__all__ = ["bits_per_dim", "independent_pixel_bpd", "nll_and_stats_on_split", "nll_on_split"]

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from genjax.core import bijectors as bj
 from genjax.core import conditioning as cnd
+from genjax.core import ode
 from genjax.core.random import batch_draw, device_key
 from genjax.models.protocol import check_data_fields
 from genjax.nn.unet import denoiser
@@ -66,6 +67,9 @@ class ContinuousConfig:
     sample_steps: int = 100         # integration steps of the sampler
     log_prob_trace: str = "hutchinson"  # divergence in log_prob: exact | hutchinson
     log_prob_steps: int = 100       # RK4 steps of the likelihood ODE
+    log_prob_solver: str = "rk4"    # likelihood ODE: rk4 | tsit5 | dopri5 (adaptive: diffrax)
+    log_prob_rtol: float = 1e-5     # adaptive solvers: relative tolerance of a step
+    log_prob_atol: float = 1e-5     # adaptive solvers: absolute tolerance of a step
     compute_dtype: str = "float32"  # U-Net computation dtype (bfloat16 on accelerators)
 
     def __post_init__(self):
@@ -75,6 +79,11 @@ class ContinuousConfig:
                              f"got {self.log_prob_trace!r}")
         if self.sample_steps < 1 or self.log_prob_steps < 1:
             raise ValueError("model.sample_steps and model.log_prob_steps must be >= 1")
+        if self.log_prob_solver not in ode.SOLVERS:
+            raise ValueError(f"model.log_prob_solver must be one of {list(ode.SOLVERS)}, "
+                             f"got {self.log_prob_solver!r}")
+        if self.log_prob_rtol <= 0 or self.log_prob_atol <= 0:
+            raise ValueError("model.log_prob_rtol and model.log_prob_atol must be > 0")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"model.label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.num_classes < 0:
@@ -95,12 +104,23 @@ class ContinuousModel:
         self.net = denoiser(self.x_shape, c)
 
     def _likelihood(self, what: str) -> dict:
-        """Capabilities fields of the likelihood: a bound for images, a density for points."""
-        trace = self.config.log_prob_trace
+        """Capabilities fields of the likelihood: a bound for images, a density for points;
+        both with the ODE's function evaluations (``log_prob_stats``)."""
+        c = self.config
+        how = f"{c.log_prob_trace} trace, {c.log_prob_solver}"
         if self.is_image:
-            return dict(likelihood="bound",
-                        likelihood_kind=f"uniform dequantization bound, {what} ({trace} trace)")
-        return dict(likelihood="exact", likelihood_kind=f"{what} density ({trace} trace)")
+            return dict(likelihood="bound", log_prob_stats=True,
+                        likelihood_kind=f"uniform dequantization bound, {what} ({how})")
+        return dict(likelihood="exact", log_prob_stats=True,
+                    likelihood_kind=f"{what} density ({how})")
+
+    def _ode_options(self, num_steps, trace) -> dict:
+        """The likelihood ODE's keywords: ``num_steps`` and ``trace`` (None: the config's),
+        ``solver``, ``rtol``, ``atol`` from ``log_prob_solver``, ``_rtol``, ``_atol``."""
+        c = self.config
+        return dict(trace=trace or c.log_prob_trace,
+                    num_steps=c.log_prob_steps if num_steps is None else num_steps,
+                    solver=c.log_prob_solver, rtol=c.log_prob_rtol, atol=c.log_prob_atol)
 
     # ----------------------------------------------------------------- data
     def labels(self, batch: dict):
@@ -156,14 +176,15 @@ class ContinuousModel:
         return y
 
     def per_example_ode(self, fn, x, y, rng):
-        """fn(x_b, y_b, key) -> [1] evaluated example by example (``vmap``) when labels are
-        given: the likelihood ODEs of :mod:`genjax.core.ode` take the divergence of each
-        example separately, so a velocity closed over a batch of labels cannot be used
-        there. Without labels: fn(x, None, rng) on the whole batch."""
+        """fn(x_b, y_b, key) -> a pytree of [1] arrays evaluated example by example (``vmap``)
+        when labels are given: the likelihood ODEs of :mod:`genjax.core.ode` take the
+        divergence of each example separately, so a velocity closed over a batch of labels
+        cannot be used there. Without labels: fn(x, None, rng) on the whole batch."""
         if y is None:
             return fn(x, None, rng)
         keys = jax.random.split(rng, x.shape[0])
-        return jax.vmap(lambda xi, yi, k: fn(xi[None], yi[None], k)[0])(x, y, keys)
+        return jax.vmap(lambda xi, yi, k: jax.tree.map(lambda a: a[0], fn(xi[None], yi[None], k))
+                        )(x, y, keys)
 
     # ------------------------------------------------------------- protocol
     def init(self, rng: jax.Array, batch: dict) -> dict:

@@ -14,10 +14,13 @@ points) is regressed on u_t,
 
 (:func:`genjax.core.flow_matching.flow_matching_loss`; ``loss`` is its mean per dimension),
 and samples integrate dx/dt = v_theta from x_0 ~ N(0, I) at t = 0 to t = 1 with
-``sample_steps`` Euler or Heun steps (``sampler``), one ``lax.scan``.
+``sample_steps`` Euler or Heun steps (``sampler``), one ``fori_loop`` (the number of steps
+may be traced).
 
 Likelihood (:meth:`FlowMatching.log_prob`): the same ODE run backwards from the data with the
-divergence (:func:`genjax.core.flow_matching.log_prob`, RK4, exact or Hutchinson trace),
+divergence (:func:`genjax.core.flow_matching.log_prob`, exact or Hutchinson trace; fixed-step
+RK4, or with ``log_prob_solver`` tsit5 / dopri5 adaptive steps, whose function evaluations
+:meth:`FlowMatching.log_prob_stats` reports and ``genjax eval`` prints as ``log_prob_nfe``),
 log p_1(x) = log N(x_0; 0, I) - int_0^1 div v dt; for images at a uniformly dequantized x with
 the bin's log-volume added (:mod:`genjax.models.continuous`): a one-sample estimate of a lower
 bound on the log-probability of the discrete levels.
@@ -32,6 +35,12 @@ and x_1 = ODE_teacher(x_0) (``reflow_steps`` steps of the teacher's sampler, wit
 batch's labels after dropout and the teacher's guidance), so the batch gives only its size
 and labels. With ``init_from_teacher`` the student starts from the teacher's weights (same
 network required), as in Liu et al.
+
+Minibatch OT coupling (``coupling = "ot"``; Tong et al., 2023; Pooladian et al., 2023): the
+batch's noise draws are permuted to the exact assignment minimising sum_i |x_1^i - x_0^i|^2
+(:func:`genjax.core.flow_matching.ot_coupling`) before the loss, an approximation of the
+optimal-transport plan between N(0, I) and the data law that straightens the marginal paths.
+Labels stay with their data x_1. Not with reflow, whose pairs are already coupled.
 
 Classifier-free guidance: labels dropped to the null class with ``label_dropout`` in
 training; v = (1 + w) v_theta(x, t, y) - w v_theta(x, t, null) at sampling, and without
@@ -55,6 +64,7 @@ from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, 
 
 PATHS = ("rectified", "ot")
 SAMPLERS = ("euler", "heun")
+COUPLINGS = ("independent", "ot")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,19 +72,24 @@ class FlowMatchingConfig(ContinuousConfig):
     path: str = "rectified"         # rectified (straight line, sigma_min = 0) | ot
     sigma_min: float = 1e-4         # ot: std of the path's end around the data
     sampler: str = "heun"           # euler | heun
+    coupling: str = "independent"   # independent | ot (minibatch OT pairing of noise and data)
     teacher_workdir: str = ""       # reflow: a trained flow_matching run to take pairs from
     reflow_steps: int = 0           # reflow: teacher ODE steps per pair (0: its sample_steps)
     init_from_teacher: bool = True  # reflow: start from the teacher's weights
 
     def __post_init__(self):
         super().__post_init__()
-        for name, valid in (("path", PATHS), ("sampler", SAMPLERS)):
+        for name, valid in (("path", PATHS), ("sampler", SAMPLERS), ("coupling", COUPLINGS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"model.{name} must be one of {list(valid)}, "
                                  f"got {getattr(self, name)!r}")
         if self.path == "ot" and not 0.0 < self.sigma_min < 1.0:
             raise ValueError(f"model.sigma_min must be in (0, 1) for path 'ot', "
                              f"got {self.sigma_min}")
+        if self.coupling == "ot" and self.teacher_workdir:
+            raise ValueError("model.coupling 'ot' does not apply to reflow: the teacher's "
+                             "pairs (x_0, ODE(x_0)) are already coupled; leave "
+                             "model.coupling = 'independent' with model.teacher_workdir")
         if self.reflow_steps < 0:
             raise ValueError(f"model.reflow_steps must be >= 0, got {self.reflow_steps}")
 
@@ -167,7 +182,8 @@ class FlowMatching(ContinuousModel):
 
     def loss(self, params, batch: dict, rng: jax.Array):
         """Flow matching per dimension; ``rng`` splits into (data: dequantization or the
-        teacher's noise, path draws, label dropout, network dropout). Metric ``loss``."""
+        teacher's noise, path draws, label dropout, network dropout); with ``coupling`` ot the
+        noise draws are permuted to the batch's OT assignment. Metric ``loss``."""
         c = self.config
         k_x, k_fm, k_y, k_drop = jax.random.split(rng, 4)
         y = self.train_labels(batch, k_y)
@@ -185,6 +201,10 @@ class FlowMatching(ContinuousModel):
         t = batch_draw(jax.random.uniform, k_t, (x1.shape[0],), x1.dtype)
         if x0 is None:
             x0 = batch_draw(jax.random.normal, k_0, x1.shape, x1.dtype)
+            if c.coupling == "ot":
+                # the assignment is over the batch the loss sees: under a device mesh, jit
+                # with NamedSharding gives the global batch; under pmap each device's share
+                x0 = fm.ot_coupling(x0, x1)
         per_example_loss = fm.flow_matching_loss(velocity, x1, None,
                                                  sigma_min=c.path_sigma_min, x0=x0, t=t)
         loss = jnp.mean(per_example_loss) / self.num_dims
@@ -194,7 +214,7 @@ class FlowMatching(ContinuousModel):
                guidance_scale=None):
         """x_0 ~ N(0, I), then the ODE to t = 1: uint8 images [N, H, W, C] (points: float
         [N, D]). ``cond``: labels [N] or an int (None: classes in turn); ``guidance_scale``
-        may be traced, ``num_steps`` (default ``sample_steps``) is static."""
+        and ``num_steps`` (default ``sample_steps``) may be traced."""
         num_steps, w = self._defaults(num_steps, guidance_scale)
         y = cnd.class_labels(cond, num_samples, self.config.num_classes)
         x0 = jax.random.normal(rng, (num_samples,) + self.x_shape)
@@ -215,15 +235,23 @@ class FlowMatching(ContinuousModel):
         """log p in nats per example [B] through the flow ODE (module doc): images,
         log p_1(x) + D log 2 - D log L at one dequantized x (a lower bound on log P(levels) in
         expectation); points, log p_1(x). ``trace`` and ``num_steps`` default to
-        ``log_prob_trace`` and ``log_prob_steps``."""
+        ``log_prob_trace`` and ``log_prob_steps``; the solver is ``log_prob_solver`` (rk4,
+        or adaptive tsit5 / dopri5 with ``log_prob_rtol``, ``log_prob_atol``)."""
+        return self.log_prob_stats(params, batch, rng, num_steps=num_steps, trace=trace)[0]
+
+    def log_prob_stats(self, params, batch: dict, rng: jax.Array, *, num_steps=None,
+                       trace=None):
+        """(:meth:`log_prob` [B], {"nfe": int32 [B]}): with the evaluations of the velocity
+        and its divergence the ODE solver made for each example
+        (``capabilities.log_prob_stats``; :func:`genjax.core.ode.log_prob_with_stats`)."""
         check_batch(self, batch)
         c = self.config
         k_x, k_trace = jax.random.split(rng)
         x, log_volume = self.dequantized(batch[c.data_key], k_x)
 
         def log_density(xb, yb, key):
-            return fm.log_prob(self.velocity_fn(params, yb), xb, key,
-                               trace=trace or c.log_prob_trace,
-                               num_steps=num_steps or c.log_prob_steps)
+            return fm.log_prob_with_stats(self.velocity_fn(params, yb), xb, key,
+                                          **self._ode_options(num_steps, trace))
 
-        return self.per_example_ode(log_density, x, self.labels(batch), k_trace) + log_volume
+        log_q, stats = self.per_example_ode(log_density, x, self.labels(batch), k_trace)
+        return log_q + log_volume, stats

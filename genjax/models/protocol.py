@@ -61,6 +61,9 @@ class Capabilities:
     sample_options: keyword arguments of ``sample`` beyond ``cond`` that the CLI may
         pass (``temperature``, ``top_k``, ``guidance_scale``, ``prompt``).
     inversion: finds latents that reconstruct given images (:class:`HasInversion`).
+    log_prob_stats: ``log_prob`` comes with per-example statistics of its computation
+        (:class:`HasLogProbStats`; the ODE solver's function evaluations ``nfe``), which
+        ``genjax eval`` reports as their means ``log_prob_<name>``.
     """
 
     likelihood: str = "none"
@@ -73,6 +76,7 @@ class Capabilities:
     param_groups: bool = False
     sample_options: tuple[str, ...] = ()
     inversion: bool = False
+    log_prob_stats: bool = False
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
@@ -211,6 +215,13 @@ class HasSplitMetrics(Protocol):
     """``capabilities.split_metrics``."""
 
     def split_metrics(self, params: Params, batches) -> dict: ...
+
+
+class HasLogProbStats(Protocol):
+    """``capabilities.log_prob_stats``."""
+
+    def log_prob_stats(self, params: Params, batch: Batch, rng: jax.Array, **kwargs) -> tuple:
+        """(log p [B] as ``log_prob`` returns it, {name: [B]}), e.g. {"nfe": int32 [B]}."""
 
 
 class HasInversion(Protocol):

@@ -84,6 +84,30 @@ def test_loss_is_the_core_flow_matching_loss_of_the_models_own_network():
     assert metrics["loss"] == loss and loss > 0
 
 
+def test_ot_coupling_loss_is_the_core_loss_on_the_permuted_noise():
+    """coupling = "ot": the loss is the core loss with the batch's noise draws (not the
+    identity pairing here) permuted by the minibatch OT assignment to the data, same t
+    (the exact Gaussian velocity stands in for the network)."""
+    model = point_model(coupling="ot")
+    model.net = ExactVelocityNet(MU, S)
+    batch = {"point": np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32) + 3.0}
+
+    @jax.jit
+    def both(key):
+        _, k_fm, _, _ = jax.random.split(key, 4)
+        k_t, k_0 = jax.random.split(k_fm)
+        x1 = batch["point"]
+        x0 = jax.random.normal(k_0, x1.shape)
+        coupled = fm.ot_coupling(x0, x1)
+        expected = fm.flow_matching_loss(lambda x, t: model.velocity(FAKE, x, t), x1, None,
+                                         x0=coupled, t=jax.random.uniform(k_t, (8,)))
+        return model.loss(FAKE, batch, key)[0], jnp.mean(expected) / 2, x0, coupled
+
+    loss, expected, x0, coupled = both(jax.random.key(1))
+    assert np.isfinite(loss) and not np.array_equal(x0, coupled)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("path,sampler,steps", [("rectified", "heun", 50), ("ot", "euler", 200)])
 def test_samplers_with_the_exact_velocity_land_on_the_gaussian(path, sampler, steps):
     """The ODE from N(0, I) ends on the law of x_1 = sigma_min x_0 + data,
@@ -176,6 +200,10 @@ def test_bad_config_fields_fail():
         point_model(sampler="rk4")
     with pytest.raises(CheckpointError, match="teacher_workdir"):
         point_model(teacher_workdir="/nonexistent/run")
+    with pytest.raises(ValueError, match="model.coupling must be one of"):
+        point_model(coupling="sinkhorn")
+    with pytest.raises(ValueError, match="coupling 'ot' does not apply to reflow"):
+        point_model(coupling="ot", teacher_workdir="/nonexistent/run")
 
 
 def tiny_run_config(**model):
@@ -273,3 +301,29 @@ def test_class_conditional_image_model_with_a_tiny_unet():
     loss, expected = both(params, jax.random.key(1))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert_guided_images_and_finite_bits_per_dim(model, params, batch)
+
+
+def test_sample_with_a_traced_step_count_and_adaptive_log_prob_stats():
+    """model.sample under jit (num_samples static) with num_steps traced: one trace for two
+    step counts, each equal to the Python-int sample; with ``log_prob_solver = "dopri5"``
+    log_prob_stats is the analytic density with the solver's nfe; a bad solver fails."""
+    model = point_model(log_prob_solver="dopri5")
+    model.net = ExactVelocityNet(MU, S)
+    traces = []
+
+    def sample(params, key, num_samples, num_steps):
+        traces.append(num_steps)
+        return model.sample(params, key, num_samples, num_steps=num_steps)
+
+    traced = jax.jit(sample, static_argnums=2)
+    for n in (3, 6):
+        np.testing.assert_allclose(traced(FAKE, jax.random.key(0), 8, n),
+                                   model.sample(FAKE, jax.random.key(0), 8, num_steps=n),
+                                   rtol=1e-5, atol=1e-5)
+    assert len(traces) == 1
+    x = np.array([[2.1, -1.0], [1.0, 2.0], [3.0, -3.5]], np.float32)
+    log_prob, extra = jax.jit(model.log_prob_stats)(FAKE, {"point": x}, jax.random.key(0))
+    np.testing.assert_allclose(log_prob, stats.norm.logpdf(x, MU, S).sum(1), atol=1e-3)
+    assert model.capabilities.log_prob_stats and np.all(np.asarray(extra["nfe"]) > 7)
+    with pytest.raises(ValueError, match="log_prob_solver must be one of"):
+        point_model(log_prob_solver="euler")
