@@ -4,6 +4,7 @@
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
     genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
                   [--temperature T] [--top_k K] [--guidance W] [--truncation PSI]
+    genjax sample --workdir runs/score_vp_guided --cond 3 --classifier_scale 2
     genjax sample --workdir runs/dcgan_digits --invert DIR [--invert_steps N] [--out FILE]
     genjax eval   --workdir runs/vae [--split test]
     genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
@@ -40,6 +41,9 @@ flags.DEFINE_integer("top_k", None, "Keep the k most likely tokens at each step 
                      "prior); default: all.")
 flags.DEFINE_float("guidance", None, "Classifier-free guidance weight w (sample: conditional "
                    "diffusion and token prior); default: the model's.")
+flags.DEFINE_float("classifier_scale", None, "Classifier guidance scale gamma (sample: a score "
+                   "model with a noise classifier, config.model.classifier_workdir); default: "
+                   "the model's.")
 flags.DEFINE_float("truncation", None, "Truncation psi of a StyleGAN (sample): w = w_avg + "
                    "psi (w - w_avg); default: the model's, 1 (none).")
 flags.DEFINE_string("invert", None, "sample: a folder of PNG/JPEG images to invert with the "
@@ -69,7 +73,7 @@ COMMANDS = {
               "[--config.training.num_steps=500 --config.model.beta=2.0 ...]"),
     "sample": ("draw samples of a trained run into a PNG grid",
                ("workdir", "num", "out", "cond", "prompt", "temperature", "top_k", "guidance",
-                "truncation", "invert", "invert_steps", "step", "seed"),
+                "classifier_scale", "truncation", "invert", "invert_steps", "step", "seed"),
                "genjax sample --workdir runs/cvae_digits --num 16 --cond 3 --out threes.png"),
     "eval": ("evaluate a run (bits/dim, FID/KID/IS, precision/recall) or two image folders",
              ("workdir", "split", "step", "seed", "real", "fake", "features",
@@ -140,7 +144,8 @@ def _sample() -> None:
     # Flags passed on to model.sample as keyword arguments, where given.
     kwargs = {}
     for flag, name in (("prompt", "prompt"), ("temperature", "temperature"), ("top_k", "top_k"),
-                       ("guidance", "guidance_scale"), ("truncation", "truncation")):
+                       ("guidance", "guidance_scale"), ("classifier_scale", "classifier_scale"),
+                       ("truncation", "truncation")):
         value = getattr(FLAGS, flag)
         if value is None:
             continue

@@ -41,6 +41,8 @@ _REGISTRY = {
     "score_sde": ("genjax.models.score", "ScoreSDE", "ScoreSDEConfig"),
     "flow_matching": ("genjax.models.flow_matching", "FlowMatching", "FlowMatchingConfig"),
     "ebm": ("genjax.models.ebm", "EBM", "EBMConfig"),
+    "noise_classifier": ("genjax.models.noise_classifier", "NoiseClassifier",
+                         "NoiseClassifierConfig"),
 }
 
 

@@ -17,11 +17,11 @@ for VP, 1 / sqrt(1 + sigma^2) for VE),
 
 so the loss is |net - z|^2 and a zero network is the score 0.
 
-Sampling from x_1 ~ N(0, prior_std^2 I) to t = ``eps`` (``sampler``), each one ``lax.scan``:
+Sampling from x_1 ~ N(0, prior_std^2 I) to t = ``eps`` (``sampler``), each one ``fori_loop``:
 "em" Euler-Maruyama on the reverse SDE dx = [f - g^2 s] dt + g dw_bar, "pc" predictor-
 corrector (``corrector_steps`` Langevin moves per step with the signal-to-noise ratio
 ``snr``), "ode" Heun on the probability-flow ODE dx/dt = f - 1/2 g^2 s, each with
-``sample_steps`` steps.
+``sample_steps`` steps (a number that may be traced: one compiled sampler serves every count).
 
 NCSN (``sde = "ve"``, ``sampler = "annealed_langevin"``): NCSN's noise-conditional score
 network s_theta(x, sigma) at levels sigma_1 > ... > sigma_L is the VE score model at the times
@@ -33,7 +33,9 @@ L = ``sample_steps`` geometric levels from sigma_max to sigma_min, alpha_i =
 ``langevin_step_size`` * sigma_i^2 / sigma_L^2.
 
 Likelihood (:meth:`ScoreSDE.log_prob`): the probability-flow ODE with the instantaneous change
-of variables (:func:`genjax.core.sde.ode_log_prob`, RK4, exact or Hutchinson trace) gives
+of variables (:func:`genjax.core.sde.ode_log_prob`, exact or Hutchinson trace; fixed-step
+RK4, or with ``log_prob_solver`` tsit5 / dopri5 adaptive steps, whose function evaluations
+:meth:`ScoreSDE.log_prob_stats` reports and ``genjax eval`` prints as ``log_prob_nfe``) gives
 log p_eps(x), the density of the model's marginal at t = ``eps``; for images it is evaluated
 at a uniformly dequantized x with the bin's log-volume added (:mod:`genjax.models.continuous`),
 a one-sample estimate of a lower bound on the log-probability of the discrete levels
@@ -43,6 +45,13 @@ Classifier-free guidance: labels are dropped to the null class with ``label_drop
 training; sampling uses s = (1 + w) s_theta(x, t, y) - w s_theta(x, t, null), and without
 ``cond`` a class-conditional model samples the classes in turn
 (:mod:`genjax.core.conditioning`).
+
+Classifier guidance: ``classifier_workdir`` names a trained ``noise_classifier`` run
+(:mod:`genjax.models.noise_classifier`, the same image shape); its parameters are loaded when
+the model is built and kept frozen in ``params["classifier"]``, and sampling with a label y
+uses s + gamma grad_x log p_phi(y | x, t) (gamma = ``classifier_scale``, traced), the score of
+p_t(x) p_t(y | x)^gamma: a class-conditional sampler from an unconditional score model (or
+both guidances together on a conditional one). The likelihood ignores the classifier.
 """
 
 from __future__ import annotations
@@ -58,7 +67,8 @@ from genjax.core import langevin as lg
 from genjax.core import sde as sd
 from genjax.core.random import batch_draw
 from genjax.models.continuous import ContinuousConfig, ContinuousModel
-from genjax.models.protocol import Capabilities, check_batch
+from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
+                                    check_batch)
 
 SDES = ("vp", "subvp", "ve")
 SAMPLERS = ("em", "pc", "ode", "annealed_langevin")
@@ -78,6 +88,8 @@ class ScoreSDEConfig(ContinuousConfig):
     corrector_steps: int = 1        # pc: corrector moves per predictor step
     steps_per_level: int = 5        # annealed_langevin: moves per noise level
     langevin_step_size: float = 2e-5   # annealed_langevin: eps of alpha_i = eps s_i^2 / s_L^2
+    classifier_workdir: str = ""    # a trained noise_classifier run: classifier guidance
+    classifier_scale: float = 1.0   # gamma of classifier guidance by default
 
     def __post_init__(self):
         super().__post_init__()
@@ -118,10 +130,44 @@ class ScoreSDE(ContinuousModel):
     def __init__(self, config: ScoreSDEConfig):
         super().__init__(config)
         self.sde = make_sde(config)
+        self.classifier = None
+        num_classes = config.num_classes
+        options = ("guidance_scale",)
+        if config.classifier_workdir:
+            self._load_classifier()
+            num_classes = self.classifier.num_classes
+            options += ("classifier_scale",)
+        self.num_classes = num_classes
         self.capabilities = Capabilities(
             **self._likelihood("probability-flow ODE"),
-            conditioning="class" if config.num_classes else "none",
-            num_classes=config.num_classes, sample_options=("guidance_scale",))
+            conditioning="class" if num_classes else "none", num_classes=num_classes,
+            param_groups=self.classifier is not None, sample_options=options)
+
+    def _load_classifier(self):
+        from genjax.models.pretrained import load_pretrained
+
+        c = self.config
+        role = "config.model.classifier_workdir"
+        if not self.is_image:
+            raise ValueError(f"{role}: classifier guidance is for images")
+        self.classifier, params = load_pretrained(c.classifier_workdir, kind="noise_classifier",
+                                                  image_shape=c.image_shape, role=role)
+        k = self.classifier.num_classes
+        if c.num_classes and c.num_classes != k:
+            raise ValueError(f"{role}: the classifier has {k} classes, this model "
+                             f"num_classes = {c.num_classes}")
+        self._classifier_params = {"net": params["net"]}
+
+    def update_rule(self) -> UpdateRule:
+        """With a classifier: the score network is trained, the classifier is frozen."""
+        return UpdateRule(groups={DEFAULT_GROUP: None, FROZEN: ("classifier",)},
+                          phases=(Phase(DEFAULT_GROUP, self.loss),))
+
+    def init(self, rng: jax.Array, batch: dict) -> dict:
+        params = super().init(rng, batch)
+        if self.classifier is not None:
+            params["classifier"] = self._classifier_params
+        return params
 
     # ---------------------------------------------------------------- score
     def score(self, params, x, t, y=None, *, train: bool = False, rng=None) -> jax.Array:
@@ -130,13 +176,25 @@ class ScoreSDE(ContinuousModel):
         c_in = jax.lax.rsqrt(a ** 2 + std ** 2)
         return -self.network(params, c_in * x, t, y, train=train, rng=rng) / std
 
-    def score_fn(self, params, y=None, guidance_scale=0.0):
-        """(x, t) -> the guided score (:func:`ContinuousModel.guided`), as the samplers of
-        :mod:`genjax.core.sde` take it."""
+    def score_fn(self, params, y=None, guidance_scale=0.0, classifier_scale=0.0):
+        """(x, t) -> the guided score, as the samplers of :mod:`genjax.core.sde` take it:
+        classifier-free guidance of a class-conditional network
+        (:func:`ContinuousModel.guided`, weight ``guidance_scale``), plus, with a classifier,
+        gamma grad_x log p_phi(y | x, t) with gamma = ``classifier_scale``
+        (:mod:`genjax.models.noise_classifier`)."""
+        net_y = y if self.config.num_classes else None
+
         def score(x, t):
             t = jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:1])
-            return self.guided(lambda xb, tb, yb: self.score(params, xb, tb, yb),
-                               x, t, y, guidance_scale)
+            s = self.guided(lambda xb, tb, yb: self.score(params, xb, tb, yb),
+                            x, t, net_y, guidance_scale)
+            if self.classifier is None or y is None or (
+                    isinstance(classifier_scale, (int, float)) and classifier_scale == 0):
+                return s
+            ones = jnp.ones((x.shape[0],) + (1,) * (x.ndim - 1))
+            a, std = self.sde.marginal_prob(ones, t)
+            return s + classifier_scale * self.classifier.grad_log_prob(
+                jax.lax.stop_gradient(params["classifier"]), x, a, std, y)
         return score
 
     def time_of_sigma(self, sigma):
@@ -168,16 +226,18 @@ class ScoreSDE(ContinuousModel):
         return loss, {"loss": loss}
 
     def sample(self, params, rng, num_samples: int, cond=None, *, num_steps=None,
-               guidance_scale=None):
+               guidance_scale=None, classifier_scale=None):
         """x_1 from the prior, then ``config.sampler``: uint8 images [N, H, W, C] (points:
         float [N, D]). ``cond``: labels [N] or an int (None: classes in turn);
-        ``guidance_scale`` may be traced, ``num_steps`` (default ``sample_steps``) is static."""
+        ``guidance_scale`` and ``num_steps`` (default ``sample_steps``) may be traced, except
+        for annealed_langevin, whose noise levels are an array of length ``num_steps``."""
         c = self.config
         num_steps, w = self._defaults(num_steps, guidance_scale)
-        y = cnd.class_labels(cond, num_samples, c.num_classes)
+        gamma = c.classifier_scale if classifier_scale is None else classifier_scale
+        y = cnd.class_labels(cond, num_samples, self.num_classes)
         k_prior, k_chain = jax.random.split(rng)
         x1 = sd.prior_sampling(self.sde, k_prior, (num_samples,) + self.x_shape)
-        score = self.score_fn(params, y, w)
+        score = self.score_fn(params, y, w, gamma)
         if c.sampler == "em":
             x = sd.euler_maruyama(self.sde, score, x1, k_chain, num_steps=num_steps, eps=c.eps)
         elif c.sampler == "pc":
@@ -196,15 +256,24 @@ class ScoreSDE(ContinuousModel):
         """log p in nats per example [B] through the probability-flow ODE (module doc):
         images, log p_eps(x) + D log 2 - D log L at one dequantized x (a lower bound on
         log P(levels) in expectation); points, log p_eps(x). ``trace`` and ``num_steps``
-        default to ``log_prob_trace`` and ``log_prob_steps``."""
+        default to ``log_prob_trace`` and ``log_prob_steps``; the solver is
+        ``log_prob_solver`` (rk4, or adaptive tsit5 / dopri5 with ``log_prob_rtol``,
+        ``log_prob_atol``)."""
+        return self.log_prob_stats(params, batch, rng, num_steps=num_steps, trace=trace)[0]
+
+    def log_prob_stats(self, params, batch: dict, rng: jax.Array, *, num_steps=None,
+                       trace=None):
+        """(:meth:`log_prob` [B], {"nfe": int32 [B]}): with the evaluations of the score and
+        its divergence the ODE solver made for each example (``capabilities.log_prob_stats``;
+        :func:`genjax.core.ode.log_prob_with_stats`)."""
         check_batch(self, batch)
         c = self.config
         k_x, k_trace = jax.random.split(rng)
         x, log_volume = self.dequantized(batch[c.data_key], k_x)
 
         def log_density(xb, yb, key):
-            return sd.ode_log_prob(self.sde, self.score_fn(params, yb), xb, key,
-                                   trace=trace or c.log_prob_trace,
-                                   num_steps=num_steps or c.log_prob_steps, eps=c.eps)
+            return sd.ode_log_prob_with_stats(self.sde, self.score_fn(params, yb), xb, key,
+                                              eps=c.eps, **self._ode_options(num_steps, trace))
 
-        return self.per_example_ode(log_density, x, self.labels(batch), k_trace) + log_volume
+        log_q, stats = self.per_example_ode(log_density, x, self.labels(batch), k_trace)
+        return log_q + log_volume, stats

@@ -266,3 +266,44 @@ def assert_guided_images_and_finite_bits_per_dim(model, params, batch):
     nll = -jax.jit(model.log_prob)(params, batch, jax.random.key(3))
     bpd = np.asarray(lk.bits_per_dim(nll, 256))
     assert bpd.shape == (4,) and np.all(np.isfinite(bpd)) and np.all(bpd > 0)
+
+
+def test_sample_with_a_traced_step_count_compiles_once():
+    """model.sample under jit with num_samples static and num_steps traced: one trace serves
+    two step counts, each equal to the sample with the Python int (Euler-Maruyama; the core
+    samplers are checked in tests/core/test_sde.py)."""
+    model = point_model(sde="vp", sampler="em")
+    model.net = ExactScoreNet(model.sde, MU, S)
+    traces = []
+
+    def sample(params, key, num_samples, num_steps):
+        traces.append(num_steps)
+        return model.sample(params, key, num_samples, num_steps=num_steps)
+
+    traced = jax.jit(sample, static_argnums=2)
+    for n in (3, 6):
+        np.testing.assert_allclose(traced(FAKE, jax.random.key(0), 8, n),
+                                   model.sample(FAKE, jax.random.key(0), 8, num_steps=n),
+                                   rtol=1e-5, atol=1e-5)
+    assert len(traces) == 1
+
+
+def test_adaptive_log_prob_stats_and_the_solver_field():
+    """Points, ``log_prob_solver = "tsit5"``: log_prob with the exact score is the analytic
+    density (as with RK4 above), log_prob_stats returns it with the solver's nfe per example
+    (declared in capabilities, reported by genjax eval); a bad solver name fails."""
+    model = point_model(sde="vp", log_prob_solver="tsit5", log_prob_rtol=1e-5,
+                        log_prob_atol=1e-5)
+    model.net = ExactScoreNet(model.sde, np.zeros(2), S)
+    assert model.capabilities.log_prob_stats and "tsit5" in model.capabilities.likelihood_kind
+    x = np.array([[0.3, -1.0], [-0.8, 2.5], [0.0, 0.1]], np.float32)
+    a, std = model.sde.marginal_prob(jnp.ones((1, 1)), jnp.full((1,), model.config.eps))
+    var = a[0, 0] ** 2 * S ** 2 + std[0, 0] ** 2
+    analytic = -0.5 * np.sum(x ** 2 / var + np.log(2 * np.pi * var), axis=1)
+    log_prob, stats = jax.jit(model.log_prob_stats)(FAKE, {"point": x}, jax.random.key(0))
+    np.testing.assert_allclose(log_prob, analytic, atol=1e-3)
+    assert stats["nfe"].shape == (3,) and np.all(np.asarray(stats["nfe"]) > 7)
+    with pytest.raises(ValueError, match="log_prob_solver must be one of"):
+        point_model(log_prob_solver="rk45")
+    with pytest.raises(ValueError, match="log_prob_rtol"):
+        point_model(log_prob_rtol=0.0)
