@@ -31,7 +31,10 @@ REQUIRED = {"vae.ipynb": ["IWAE bound"], "autoregressive.ipynb": ["exact, gated 
 # Other text a notebook must print.
 PRINTED = {"vqvae.ipynb": ["class accuracy of the 100 samples", "text prior: 8 text + 64 image"],
            "gans.ipynb": ["-log 4 + 2 JS", "pack 2:", "FID (digits features", "inversion PSNR",
-                          "L1 only: test L1"]}
+                          "L1 only: test L1"],
+           "score_sde.ipynb": ["annealed Langevin: fraction", "PF-ODE log p vs analytic:",
+                               "path length / chord:", "flow matching test log-likelihood",
+                               "1-step samples, mean distance to the data:"]}
 
 
 @pytest.fixture
