@@ -90,13 +90,13 @@ def _scalar_time(velocity_fn: Velocity):
 
 
 def sample(velocity_fn: Velocity, x0: jax.Array, *, num_steps: int | jax.Array,
-           method: str = "heun") -> jax.Array:
+           method: str = "heun", after_step=None) -> jax.Array:
     """x_1 from noise x_0 along dx/dt = v(x, t), t from 0 to 1 (``method`` euler or heun;
-    ``num_steps`` may be traced)."""
+    ``num_steps`` may be traced; ``after_step`` as in :func:`genjax.core.ode.heun`)."""
     if method not in ("euler", "heun"):
         raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
     integrate = ode.heun if method == "heun" else ode.euler
-    return integrate(_scalar_time(velocity_fn), x0, 0.0, 1.0, num_steps)
+    return integrate(_scalar_time(velocity_fn), x0, 0.0, 1.0, num_steps, after_step=after_step)
 
 
 def reflow_pairs(velocity_fn: Velocity, rng: jax.Array, shape: tuple, *,

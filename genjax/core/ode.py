@@ -42,29 +42,39 @@ MAX_STEPS = 4096                          # adaptive: most steps per example bef
 _FSAL_STAGES = {"tsit5": 6, "dopri5": 6}  # new evaluations per attempted step
 
 
+AfterStep = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]   # (x, t_next, i) -> x
+
+
+def _after(after_step: AfterStep | None, x, t_next, i):
+    return x if after_step is None else after_step(x, t_next, i)
+
+
 def heun(velocity: Velocity, x: jax.Array, t_start: float, t_end: float,
-         num_steps: int | jax.Array) -> jax.Array:
+         num_steps: int | jax.Array, *, after_step: AfterStep | None = None) -> jax.Array:
     """x(t_end) from x(t_start) by Heun's method (2 evaluations a step); ``num_steps`` may be
-    traced."""
+    traced. ``after_step(x, t_next, i)``, if given, maps the state after step i (at time
+    t_next = t_start + (i + 1) dt) to the state the next step starts from (conditional
+    sampling replaces a known part there)."""
     dt = (t_end - t_start) / num_steps
 
     def step(i, x):
         t = t_start + i * dt
         k1 = velocity(x, t)
         k2 = velocity(x + dt * k1, t + dt)
-        return x + 0.5 * dt * (k1 + k2)
+        return _after(after_step, x + 0.5 * dt * (k1 + k2), t + dt, i)
 
     return jax.lax.fori_loop(0, num_steps, step, x)
 
 
 def euler(velocity: Velocity, x: jax.Array, t_start: float, t_end: float,
-          num_steps: int | jax.Array) -> jax.Array:
+          num_steps: int | jax.Array, *, after_step: AfterStep | None = None) -> jax.Array:
     """x(t_end) from x(t_start) by Euler's method (1 evaluation a step); ``num_steps`` may be
-    traced."""
+    traced; ``after_step`` as in :func:`heun`."""
     dt = (t_end - t_start) / num_steps
 
     def step(i, x):
-        return x + dt * velocity(x, t_start + i * dt)
+        t = t_start + i * dt
+        return _after(after_step, x + dt * velocity(x, t), t + dt, i)
 
     return jax.lax.fori_loop(0, num_steps, step, x)
 

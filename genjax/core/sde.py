@@ -139,19 +139,22 @@ def _grid(i, num_steps, eps: float):
 
 
 def euler_maruyama(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int | jax.Array,
-                   eps: float = 1e-3):
+                   eps: float = 1e-3, after_step=None):
     """The reverse SDE from x_1 by Euler-Maruyama: x <- x - (f - g^2 s) dt + g sqrt(dt) z;
     the last step adds no noise (its mean is returned). The predictor-corrector sampler
     without corrector moves."""
     return predictor_corrector(sde, score_fn, x1, rng, num_steps=num_steps, corrector_steps=0,
-                               eps=eps)
+                               eps=eps, after_step=after_step)
 
 
 def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int | jax.Array,
-                        corrector_steps: int = 1, snr: float = 0.16, eps: float = 1e-3):
+                        corrector_steps: int = 1, snr: float = 0.16, eps: float = 1e-3,
+                        after_step=None):
     """Euler-Maruyama predictor + Langevin corrector at each time: the corrector moves
     x <- x + eps_L s + sqrt(2 eps_L) z with eps_L = 2 (snr |z| / |s|)^2 (norms averaged over
-    the batch). ``num_steps`` may be traced, ``corrector_steps`` is static."""
+    the batch). ``num_steps`` may be traced, ``corrector_steps`` is static.
+    ``after_step(x, t_next, i)`` (:func:`genjax.core.ode.heun`) maps the state after step i,
+    at t_next = t_{i+1} (eps after the last step), before the next step's corrector."""
 
     def correct(x, t, key):
         def move(x, k):
@@ -175,20 +178,21 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, x1, rng, *, num_steps: int 
         drift, g = reverse_drift(sde, score_fn, x, tb)
         mean = x - drift * dt
         noise = g * jnp.sqrt(dt) * jax.random.normal(k_p, x.shape, x.dtype)
-        return jnp.where(i == num_steps - 1, mean, mean + noise)
+        x = jnp.where(i == num_steps - 1, mean, mean + noise)
+        return x if after_step is None else after_step(x, t - dt, i)
 
     return jax.lax.fori_loop(0, num_steps, step, x1)
 
 
 def ode_sample(sde: SDE, score_fn: ScoreFn, x1, *, num_steps: int | jax.Array,
-               eps: float = 1e-3):
+               eps: float = 1e-3, after_step=None):
     """The probability-flow ODE from t = 1 to eps by Heun's method (2 score calls a step;
-    ``num_steps`` may be traced)."""
+    ``num_steps`` may be traced; ``after_step`` as in :func:`genjax.core.ode.heun`)."""
 
     def velocity(xb, t):
         return reverse_drift(sde, score_fn, xb, jnp.full(xb.shape[:1], t), ode=True)[0]
 
-    return ode.heun(velocity, x1, 1.0, eps, num_steps)
+    return ode.heun(velocity, x1, 1.0, eps, num_steps, after_step=after_step)
 
 
 def ode_log_prob_with_stats(sde: SDE, score_fn: ScoreFn, x, rng=None, *, trace: str = "exact",

@@ -26,6 +26,11 @@ Network. The diffusion U-Net (:class:`genjax.nn.unet.UNet`) for images and the r
 ``num_classes`` is the null class of classifier-free guidance (labels dropped with
 probability ``label_dropout`` in training; at sampling out = (1 + w) out(x, t, y) -
 w out(x, t, null) with w = ``guidance_scale``, :func:`genjax.core.conditioning.guided`).
+
+Conditional sampling (:meth:`ContinuousModel.inpaint`, :meth:`ContinuousModel.colorize`): the
+family's sampler with the known entries replaced, after every step, by a draw of the path's
+marginal at the time reached given them (Song et al., 2021, appendix I); colorization is
+inpainting in an orthonormal colour basis whose first axis is the channel mean.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genjax.core import bijectors as bj
 from genjax.core import conditioning as cnd
@@ -44,6 +50,9 @@ from genjax.models.protocol import check_data_fields
 from genjax.nn.unet import denoiser
 
 TIME_SCALE = 1000.0        # the network sees t * TIME_SCALE
+# colorize: an orthonormal colour basis whose first axis is the channel mean's direction
+COLOR_BASIS = (np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]], np.float32)
+               / np.sqrt(np.array([[3.0], [2.0], [6.0]], np.float32)))
 TRACES = ("exact", "hutchinson")
 
 
@@ -196,3 +205,84 @@ class ContinuousModel:
         c = self.config
         return (c.sample_steps if num_steps is None else num_steps,
                 c.guidance_scale if guidance_scale is None else guidance_scale)
+
+    # ------------------------------------------------- conditional sampling
+    def sample_x(self, params, rng, num_samples: int, cond=None, *, num_steps=None,
+                 guidance_scale=None, after_step=None, **options) -> jax.Array:
+        """The continuous x [N, ...] that :meth:`sample` quantizes (a family's sampler, with
+        ``after_step(x, t_next, i)`` passed to the core sampler)."""
+        raise NotImplementedError
+
+    def known_at(self, x_known: jax.Array, t, z: jax.Array) -> jax.Array:
+        """A draw of the path's marginal at time t given the data x_known, with noise z."""
+        raise NotImplementedError
+
+    def inpaint(self, params, rng, data, mask, cond=None, *, num_steps=None,
+                guidance_scale=None, **options):
+        """Fill the entries of ``data`` (uint8 images [N, H, W, C] or points [N, D]) where
+        ``mask`` is 0 (1 = known; broadcastable to ``data``): the family's sampler runs as in
+        :meth:`sample`, and after every step the known entries are replaced by a draw of the
+        path's marginal at the time reached given the known data (:meth:`known_at`, fresh
+        noise each step), so the sampler generates only the rest; after the last step they
+        are the data itself, so known entries come back unchanged. The replacement method
+        of Song et al. (2021, appendix I); ``options`` go to :meth:`sample_x`.
+
+        The replacement alone does not sample the conditional law: the generated part only
+        sees the known one through noise, and (tested on a correlated Gaussian) ends between
+        the marginal and the conditional. A score model's predictor-corrector sampler
+        (``sampler = "pc"``, a few ``corrector_steps``) does: its Langevin moves at each time
+        sample the generated part given the noised known part, which becomes the data as
+        t -> 0."""
+        x_known = self.data_to_x(data)
+        mask = jnp.broadcast_to(jnp.asarray(mask, x_known.dtype), x_known.shape)
+        x = self._replaced(params, rng, x_known, mask, None, cond, num_steps, guidance_scale,
+                           options)
+        return self.from_x(x)
+
+    def colorize(self, params, rng, gray, cond=None, *, num_steps=None, guidance_scale=None,
+                 **options):
+        """RGB images [N, H, W, 3] whose channel mean is ``gray`` (uint8 [N, H, W] or
+        [N, H, W, 1], the model's levels), for a model of RGB images: inpainting in the
+        orthonormal colour basis M = [(1, 1, 1) / sqrt 3; (1, -1, 0) / sqrt 2;
+        (1, 1, -2) / sqrt 6], in which the first coordinate, sqrt(3) times the channel mean,
+        is known and the other two are generated (Song et al., 2021, appendix I). Since M is
+        orthogonal, the path's noise is isotropic in either basis."""
+        if not self.is_image or self.x_shape[-1] != 3:
+            raise ValueError(f"colorize needs a model of RGB images, this one makes "
+                             f"{self.x_shape}")
+        gray = jnp.asarray(gray)
+        if gray.ndim == 4:
+            gray = gray[..., 0]
+        if gray.shape[1:] != self.x_shape[:2]:
+            raise ValueError(f"colorize: gray images of shape {self.x_shape[:2]} expected, "
+                             f"got {gray.shape[1:]}")
+        g = self.data_to_x(gray[..., None])
+        x_known = jnp.concatenate([math.sqrt(3.0) * g, jnp.zeros_like(g), jnp.zeros_like(g)],
+                                  axis=-1)
+        mask = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), x_known.shape)
+        x = self._replaced(params, rng, x_known, mask, COLOR_BASIS, cond, num_steps,
+                           guidance_scale, options)
+        return self.from_x(x)
+
+    def data_to_x(self, data) -> jax.Array:
+        """Images at their bin centres 2 (k + 1/2) / L - 1; points as they are."""
+        if not self.is_image:
+            return jnp.asarray(data, jnp.float32)
+        return 2.0 * bj.dequantize_forward(data, 0.5, self.config.num_levels)[0] - 1.0
+
+    def _replaced(self, params, rng, x_known, mask, basis, cond, num_steps, guidance_scale,
+                  options):
+        """x from the sampler with the known part (``mask`` = 1, in the channel basis
+        ``basis`` when given) replaced after every step; see :meth:`inpaint`."""
+        num_steps, _ = self._defaults(num_steps, guidance_scale)
+        k_known, k_sample = jax.random.split(rng)
+        rotate = (lambda x: x) if basis is None else (lambda x: x @ basis.T)
+        back = (lambda x: x) if basis is None else (lambda x: x @ basis)
+
+        def after_step(x, t_next, i):
+            z = jax.random.normal(jax.random.fold_in(k_known, i), x.shape, x.dtype)
+            known = jnp.where(i == num_steps - 1, x_known, self.known_at(x_known, t_next, z))
+            return back(mask * known + (1.0 - mask) * rotate(x))
+
+        return self.sample_x(params, k_sample, x_known.shape[0], cond, num_steps=num_steps,
+                             guidance_scale=guidance_scale, after_step=after_step, **options)

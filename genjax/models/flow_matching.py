@@ -147,10 +147,10 @@ class FlowMatching(ContinuousModel):
                                x, t, y, guidance_scale)
         return velocity
 
-    def ode(self, params, x0, y, guidance_scale, num_steps: int) -> jax.Array:
+    def ode(self, params, x0, y, guidance_scale, num_steps, *, after_step=None) -> jax.Array:
         """x_1 from noise x_0 along the guided velocity (``sampler``, ``num_steps`` steps)."""
         return fm.sample(self.velocity_fn(params, y, guidance_scale), x0, num_steps=num_steps,
-                         method=self.config.sampler)
+                         method=self.config.sampler, after_step=after_step)
 
     def teacher_pairs(self, params, rng, n: int, y):
         """(x_0, x_1 = ODE_teacher(x_0)) with the teacher in ``params["teacher"]``; labels y
@@ -215,10 +215,21 @@ class FlowMatching(ContinuousModel):
         """x_0 ~ N(0, I), then the ODE to t = 1: uint8 images [N, H, W, C] (points: float
         [N, D]). ``cond``: labels [N] or an int (None: classes in turn); ``guidance_scale``
         and ``num_steps`` (default ``sample_steps``) may be traced."""
+        return self.from_x(self.sample_x(params, rng, num_samples, cond, num_steps=num_steps,
+                                         guidance_scale=guidance_scale))
+
+    def sample_x(self, params, rng, num_samples: int, cond=None, *, num_steps=None,
+                 guidance_scale=None, after_step=None) -> jax.Array:
+        """The continuous end of :meth:`sample`'s ODE; ``after_step`` goes to the sampler."""
         num_steps, w = self._defaults(num_steps, guidance_scale)
         y = cnd.class_labels(cond, num_samples, self.config.num_classes)
         x0 = jax.random.normal(rng, (num_samples,) + self.x_shape)
-        return self.from_x(self.ode(params, x0, y, w, num_steps))
+        return self.ode(params, x0, y, w, num_steps, after_step=after_step)
+
+    def known_at(self, x_known, t, z):
+        """(1 - (1 - sigma_min) t) z + t x_known: the conditional path from noise z."""
+        return fm.conditional_path(z, x_known, jnp.full(z.shape[:1], t, z.dtype),
+                                   self.config.path_sigma_min)[0]
 
     def reflow_pairs(self, params, rng, n: int, cond=None, *, num_steps=None,
                      guidance_scale=None):

@@ -231,6 +231,14 @@ class ScoreSDE(ContinuousModel):
         float [N, D]). ``cond``: labels [N] or an int (None: classes in turn);
         ``guidance_scale`` and ``num_steps`` (default ``sample_steps``) may be traced, except
         for annealed_langevin, whose noise levels are an array of length ``num_steps``."""
+        return self.from_x(self.sample_x(params, rng, num_samples, cond, num_steps=num_steps,
+                                         guidance_scale=guidance_scale,
+                                         classifier_scale=classifier_scale))
+
+    def sample_x(self, params, rng, num_samples: int, cond=None, *, num_steps=None,
+                 guidance_scale=None, classifier_scale=None, after_step=None) -> jax.Array:
+        """The continuous end of :meth:`sample`'s sampler; ``after_step`` goes to it (not
+        to annealed Langevin, which has no time grid)."""
         c = self.config
         num_steps, w = self._defaults(num_steps, guidance_scale)
         gamma = c.classifier_scale if classifier_scale is None else classifier_scale
@@ -239,18 +247,27 @@ class ScoreSDE(ContinuousModel):
         x1 = sd.prior_sampling(self.sde, k_prior, (num_samples,) + self.x_shape)
         score = self.score_fn(params, y, w, gamma)
         if c.sampler == "em":
-            x = sd.euler_maruyama(self.sde, score, x1, k_chain, num_steps=num_steps, eps=c.eps)
-        elif c.sampler == "pc":
-            x = sd.predictor_corrector(self.sde, score, x1, k_chain, num_steps=num_steps,
-                                       corrector_steps=c.corrector_steps, snr=c.snr, eps=c.eps)
-        elif c.sampler == "ode":
-            x = sd.ode_sample(self.sde, score, x1, num_steps=num_steps, eps=c.eps)
-        else:
-            sigmas = lg.geometric_sigmas(c.sigma_max, c.sigma_min, num_steps)
-            x = lg.annealed_langevin(
-                lambda xb, sigma: score(xb, self.time_of_sigma(sigma)), x1, k_chain, sigmas,
-                steps_per_level=c.steps_per_level, step_size=c.langevin_step_size)
-        return self.from_x(x)
+            return sd.euler_maruyama(self.sde, score, x1, k_chain, num_steps=num_steps,
+                                     eps=c.eps, after_step=after_step)
+        if c.sampler == "pc":
+            return sd.predictor_corrector(self.sde, score, x1, k_chain, num_steps=num_steps,
+                                          corrector_steps=c.corrector_steps, snr=c.snr,
+                                          eps=c.eps, after_step=after_step)
+        if c.sampler == "ode":
+            return sd.ode_sample(self.sde, score, x1, num_steps=num_steps, eps=c.eps,
+                                 after_step=after_step)
+        if after_step is not None:
+            raise ValueError("inpainting and colorization need model.sampler em, pc or ode, "
+                             "not annealed_langevin")
+        sigmas = lg.geometric_sigmas(c.sigma_max, c.sigma_min, num_steps)
+        return lg.annealed_langevin(
+            lambda xb, sigma: score(xb, self.time_of_sigma(sigma)), x1, k_chain, sigmas,
+            steps_per_level=c.steps_per_level, step_size=c.langevin_step_size)
+
+    def known_at(self, x_known, t, z):
+        """a(t) x_known + std(t) z: the forward SDE's marginal given the data."""
+        mean, std = self.sde.marginal_prob(x_known, t)
+        return mean + std * z
 
     def log_prob(self, params, batch: dict, rng: jax.Array, *, num_steps=None, trace=None):
         """log p in nats per example [B] through the probability-flow ODE (module doc):
