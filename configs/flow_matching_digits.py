@@ -10,6 +10,12 @@ Reflow (a 2-rectified flow trained on the pairs of the first, from its weights):
         --config.model.teacher_workdir=runs/fm_digits --config.model.reflow_steps=20 \
         --config.model.sample_steps=4 --config.model.sampler=euler
 
+One-step distillation of that 2-rectified flow (v(x_0, 0) trained onto its ODE end):
+
+    genjax train --config configs/flow_matching_digits.py --workdir runs/fm_digits_1step \
+        --config.model.teacher_workdir=runs/fm_digits_reflow --config.model.distill=true \
+        --config.model.sampler=euler --config.model.sample_steps=1
+
 ``--config.model.path=ot`` trains on the conditional optimal-transport path with
 ``sigma_min``; ``--config.model.coupling=ot`` pairs each batch's noise with its images by
 minibatch optimal transport (an exact assignment), for straighter paths:

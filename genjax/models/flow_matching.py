@@ -36,6 +36,11 @@ batch's labels after dropout and the teacher's guidance), so the batch gives onl
 and labels. With ``init_from_teacher`` the student starts from the teacher's weights (same
 network required), as in Liu et al.
 
+One-step distillation (``distill``, with a teacher): the same loss at t = 0 only,
+|v_theta(x_0, 0) - (x_1 - x_0)|^2 on the teacher's pairs, so that one Euler step
+x_0 + v_theta(x_0, 0) reproduces the teacher's ODE end x_1 (Liu et al.'s distillation of a
+k-rectified flow; the sampler must then be one Euler step).
+
 Minibatch OT coupling (``coupling = "ot"``; Tong et al., 2023; Pooladian et al., 2023): the
 batch's noise draws are permuted to the exact assignment minimising sum_i |x_1^i - x_0^i|^2
 (:func:`genjax.core.flow_matching.ot_coupling`) before the loss, an approximation of the
@@ -76,6 +81,7 @@ class FlowMatchingConfig(ContinuousConfig):
     teacher_workdir: str = ""       # reflow: a trained flow_matching run to take pairs from
     reflow_steps: int = 0           # reflow: teacher ODE steps per pair (0: its sample_steps)
     init_from_teacher: bool = True  # reflow: start from the teacher's weights
+    distill: bool = False           # reflow: train v(x_0, 0) only, for 1-step sampling
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,6 +96,12 @@ class FlowMatchingConfig(ContinuousConfig):
             raise ValueError("model.coupling 'ot' does not apply to reflow: the teacher's "
                              "pairs (x_0, ODE(x_0)) are already coupled; leave "
                              "model.coupling = 'independent' with model.teacher_workdir")
+        if self.distill and not self.teacher_workdir:
+            raise ValueError("model.distill trains on a teacher's pairs: set "
+                             "model.teacher_workdir")
+        if self.distill and (self.sampler != "euler" or self.sample_steps != 1):
+            raise ValueError("a distilled flow (model.distill) samples in one Euler step: set "
+                             "model.sampler = 'euler' and model.sample_steps = 1")
         if self.reflow_steps < 0:
             raise ValueError(f"model.reflow_steps must be >= 0, got {self.reflow_steps}")
 
@@ -199,6 +211,8 @@ class FlowMatching(ContinuousModel):
         # batch_draw: the same numbers on one device, a mesh or pmap
         k_t, k_0 = jax.random.split(k_fm)
         t = batch_draw(jax.random.uniform, k_t, (x1.shape[0],), x1.dtype)
+        if c.distill:                        # 1-step distillation: the time 0 only
+            t = jnp.zeros_like(t)
         if x0 is None:
             x0 = batch_draw(jax.random.normal, k_0, x1.shape, x1.dtype)
             if c.coupling == "ot":

@@ -265,6 +265,32 @@ def test_reflow_trains_on_the_pairs_of_the_frozen_teacher(teacher_run):
         models.build(tiny_run_config(teacher_workdir=workdir, num_classes=3).model)
 
 
+def test_distillation_regresses_the_one_step_map_at_time_zero(teacher_run):
+    """distill: the loss is |v(x_0, 0) - (x_1 - x_0)|^2 per dimension on the teacher's pairs,
+    so one Euler step x_0 + v(x_0, 0) is trained onto x_1 = ODE_teacher(x_0)."""
+    workdir, _ = teacher_run
+    model = models.build(tiny_run_config(teacher_workdir=workdir, reflow_steps=3, distill=True,
+                                         sampler="euler", sample_steps=1).model)
+    batch = {"point": np.zeros((8, 2), np.float32)}
+    params = jax.jit(model.init)(init_key(jax.random.key(0)), batch)
+
+    @jax.jit
+    def both(params, key):
+        k_x = jax.random.split(key, 4)[0]
+        x0 = jax.random.normal(k_x, (8, 2))
+        x1 = fm.sample(lambda x, t: model.teacher.velocity(params["teacher"], x, t), x0,
+                       num_steps=3, method="heun")
+        v0 = model.velocity(params, x0, jnp.zeros(8))
+        return model.loss(params, batch, key)[0], jnp.mean((v0 - (x1 - x0)) ** 2)
+
+    loss, expected = both(params, jax.random.key(4))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="one Euler step"):
+        point_model(teacher_workdir=workdir, distill=True)
+    with pytest.raises(ValueError, match="teacher_workdir"):
+        point_model(distill=True, sampler="euler", sample_steps=1)
+
+
 @pytest.mark.slow
 def test_reflow_run_leaves_the_teacher_untouched(teacher_run, tmp_path):
     workdir, state = teacher_run
