@@ -35,12 +35,14 @@ NoiseScore = Callable[[jax.Array, jax.Array], jax.Array]   # (x, sigma) -> score
 
 
 def langevin(score_fn: Score, x0: jax.Array, rng: jax.Array, *, step_size: float,
-             num_steps: int) -> jax.Array:
-    """ULA from ``x0`` [B, ...]: num_steps moves x + eps s(x) + sqrt(2 eps) z; returns x_K."""
+             num_steps: int, normal: Callable = jax.random.normal) -> jax.Array:
+    """ULA from ``x0`` [B, ...]: num_steps moves x + eps s(x) + sqrt(2 eps) z; returns x_K.
+    ``normal(key, shape, dtype)`` draws z (a model passes one that draws per example, so
+    that chains do not depend on how the batch is split over devices)."""
     eps = jnp.asarray(step_size, x0.dtype)
 
     def step(x, key):
-        z = jax.random.normal(key, x.shape, x.dtype)
+        z = normal(key, x.shape, x.dtype)
         return x + eps * score_fn(x) + jnp.sqrt(2.0 * eps) * z, None
 
     x, _ = jax.lax.scan(step, x0, jax.random.split(rng, num_steps))

@@ -39,7 +39,9 @@ distinct across devices too), restarts each chain from uniform noise on
 [-init_scale, init_scale]^D with probability ``reinit_prob`` (else from its slot), runs the
 short chain and returns as ``stats`` the sums over the batch ``writes`` = sum_b onehot(slot_b)
 x_b [N, ...] and ``hits`` = sum_b onehot(slot_b) [N]; ``update_state`` (after the optimizer
-step; ``psum``-ed over devices under pmap) writes x into the hit slots.
+step; ``psum``-ed over devices under pmap) writes x into the hit slots. The restarts and the
+chains' Langevin noise are drawn per example (``batch_draw``) too, so a step on a device
+mesh or under pmap equals the single-device step (the parity check).
 
 Data. Images of L levels map to [-1, 1] by y = 2 k / (L - 1) - 1
 (:func:`genjax.core.likelihoods.to_symmetric`), plus N(0, data_noise^2) noise in training as
@@ -54,6 +56,7 @@ Networks: a residual-free MLP with swish activations for points, a small strided
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import flax.linen as nn
@@ -63,7 +66,7 @@ import jax.numpy as jnp
 from genjax.core import conditioning as cnd
 from genjax.core import langevin as lg
 from genjax.core.likelihoods import from_symmetric, to_symmetric
-from genjax.core.random import batch_draw, device_key
+from genjax.core.random import batch_draw
 from genjax.models.protocol import Capabilities, check_data_fields
 
 SAMPLE_INITS = ("noise", "buffer")
@@ -172,7 +175,8 @@ class EBM:
         def score(x):
             return -(c.step_size / eps) * grad_energy(x)
 
-        x = lg.langevin(score, x0, rng, step_size=eps, num_steps=num_steps)
+        normal = functools.partial(batch_draw, jax.random.normal)   # per example (parity)
+        x = lg.langevin(score, x0, rng, step_size=eps, num_steps=num_steps, normal=normal)
         return jnp.clip(x, -1.0, 1.0) if self.is_image else x
 
     # ------------------------------------------------------------------ data
@@ -221,12 +225,11 @@ class EBM:
                            k_slots, (b,))
         renew = batch_draw(jax.random.uniform, k_reinit, (b,)) < c.reinit_prob
         k_fresh, k_chain = jax.random.split(k_chain)
-        fresh = self.noise(device_key(k_fresh), x_data.shape)
+        fresh = batch_draw(self.noise, k_fresh, x_data.shape)
         keep = renew.reshape((-1,) + (1,) * len(self.x_shape))
         x0 = jnp.where(keep, fresh, buffer[slots])
         # sg(x_model): the chain runs on constant parameters, so nothing differentiates it
-        x_model = self.chains(jax.lax.stop_gradient(params), x0, device_key(k_chain),
-                              c.langevin_steps)
+        x_model = self.chains(jax.lax.stop_gradient(params), x0, k_chain, c.langevin_steps)
 
         e_data = self.energy(params, x_data)
         e_model = self.energy(params, x_model)

@@ -3,7 +3,8 @@
 Trains the tiny VAE (or, with the argument ``gan``, the 2-D GAN of
 configs/gan_toy2d.py: two optimizers, 2 discriminator phases on strided batch
 slices per generator phase; ``score_sde`` or ``flow_matching``, the 2-D models of
-configs/score_sde_toy2d.py and configs/flow_matching_toy2d.py with a tiny MLP) for
+configs/score_sde_toy2d.py and configs/flow_matching_toy2d.py with a tiny MLP; ``ebm``,
+configs/ebm_toy2d.py with a tiny energy MLP, short chains and its replay buffer) for
 2 calls x 2 steps with parallel = none, mesh and pmap from the same state and
 batches, and prints the largest parameter and metric differences from the
 single-device run as JSON.
@@ -22,14 +23,17 @@ from genjax.train.trainer import _next_batches, build_run, initial_state
 from tests.conftest import tiny_vae_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY2D = {"score_sde": "score_sde_toy2d", "flow_matching": "flow_matching_toy2d"}
+TOY2D = {"score_sde": "score_sde_toy2d", "flow_matching": "flow_matching_toy2d",
+         "ebm": "ebm_toy2d"}
+TINY = {"ebm": dict(hidden=8, num_layers=1, langevin_steps=3, buffer_size=64, sample_steps=4)}
 
 
 def toy2d_config(model_name: str, **training):
     """configs/<model>_toy2d.py with a tiny MLP and a short run."""
     config = load_sibling(os.path.join(ROOT, "configs", "x.py"), TOY2D[model_name])
     with config.unlocked():
-        config.model.update(mlp_hidden=8, mlp_blocks=1, sample_steps=4)
+        config.model.update(TINY.get(model_name, dict(mlp_hidden=8, mlp_blocks=1,
+                                                      sample_steps=4)))
         config.optimizer.warmup_steps = 2      # the configs' 100 barely move the parameters
         config.training.update(dict(batch_size=16, num_steps=4, steps_per_call=1, log_every=2,
                                     checkpoint_every=2, num_sample_images=0, progress=False),

@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
     ("vae", "adam"),
     ("gan", "sgd"),
     ("score_sde", "sgd"),
-    ("flow_matching", "sgd")])
+    ("flow_matching", "sgd"),
+    ("ebm", "sgd")])
 def test_mesh_and_pmap_match_single_device(model, optimizer):
     """SGD: parameters equal to 1e-5 relative. Adam (lr 1e-3, what the configs use):
     99% of the coordinates equal to 1e-5 while parameters move by ~2e-3; Adam divides
