@@ -1,4 +1,5 @@
-"""FID against the number of sampling steps, for trained digits16 runs of several families.
+"""Sample quality against the number of sampling steps, for trained runs of several families:
+FID for digits images, 2-Wasserstein distance and MMD^2 to held-out points for toy2d.
 
     python benchmarks/nfe_fid.py --steps 1,2,5,10,20,50,100 --num 500 \
         --run "DDPM ancestral=runs/ddpm_digits:sampler=ddim,eta=1" \
@@ -16,7 +17,13 @@ the test split. DDPM ancestral sampling with fewer steps than the chain is DDIM 
 on the strided timesteps. The number of network evaluations (NFE) per step is the
 sampler's: 1 for DDPM/DDIM, Euler and Euler-Maruyama, 2 for Heun and for predictor-corrector
 with one corrector move.
-Prints one JSON line per (run, steps) and a markdown table of FID (NFE in brackets).
+Prints one JSON line per (run, steps) and a markdown table of FID (NFE in brackets). On a
+point dataset (toy2d) the metric is ``w2_to_test`` / ``mmd_to_test`` of ``genjax eval``
+against ``--num`` held-out test points:
+
+    python benchmarks/nfe_fid.py --steps 1,2,5,10,20,50,100 --num 1000 --batch 1000 \
+        --run "DDIM=runs/ddpm_toy2d:sampler=ddim,eta=0" \
+        --run "flow matching, Euler=runs/fm_toy2d:sampler=euler"
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from absl import app, flags
 from genjax import models
 from genjax.core import metrics
 from genjax.eval import digits_features
+from genjax.eval.report import split_points
 from genjax.eval.samples import reference_features
 from genjax.train.trainer import load_run
 
@@ -74,7 +82,11 @@ def main(_):
         kwargs = {} if eta is None else {"eta": eta}
         sample = jax.jit(lambda p, k, s: model.sample(p, k, FLAGS.batch, None, num_steps=s,
                                                       **kwargs))
-        real = reference_features(config.data.name, FLAGS.split, info.num_levels)
+        points = info.kind == "points"
+        if points:
+            real = split_points(config.data.name, FLAGS.split, FLAGS.num, FLAGS.seed)
+        else:
+            real = reference_features(config.data.name, FLAGS.split, info.num_levels)
         row = {"label": label, "nfe_per_step": _nfe_per_step(model), "fid": {}}
         for n in steps:
             start = time.perf_counter()
@@ -82,17 +94,25 @@ def main(_):
                 np.asarray(sample(state.ema_params, jax.random.fold_in(
                     jax.random.key(FLAGS.seed), i), n))
                 for i in range(0, FLAGS.num, FLAGS.batch)])[:FLAGS.num]
-            fake, _ = digits_features.features_and_probs(images, info.num_levels)
-            fid = metrics.fid_from_features(real, fake)
-            row["fid"][n] = fid
+            if points:
+                fake = np.asarray(images, np.float64)[:len(real)]
+                result = {"w2_to_test": metrics.wasserstein2(fake, real),
+                          "mmd_to_test": metrics.mmd_rbf(fake, real)}
+                row["fid"][n] = result["w2_to_test"]
+            else:
+                fake, _ = digits_features.features_and_probs(images, info.num_levels)
+                result = {"fid_digits": metrics.fid_from_features(real, fake)}
+                row["fid"][n] = result["fid_digits"]
             print(json.dumps({"label": label, "steps": n, "nfe": n * row["nfe_per_step"],
-                              "fid_digits": round(fid, 2),
+                              **{k: round(v, 4) for k, v in result.items()},
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
         rows.append(row)
+    print(f"\n{'W2 to test points' if points else 'FID (digits features)'}, NFE in brackets")
     print("\n| sampler | " + " | ".join(f"{n} steps" for n in steps) + " |")
     print("|---|" + "---|" * len(steps))
     for row in rows:
-        cells = [f"{row['fid'][n]:.1f} ({n * row['nfe_per_step']})" for n in steps]
+        cells = [f"{row['fid'][n]:.{3 if points else 1}f} ({n * row['nfe_per_step']})"
+                 for n in steps]
         print(f"| {row['label']} | " + " | ".join(cells) + " |")
 
 
