@@ -69,7 +69,7 @@ def _nfe_per_step(model) -> int:
 
 def main(_):
     steps = [int(s) for s in FLAGS.steps.split(",")]
-    rows = []
+    rows, floor = [], None
     for spec in FLAGS.run:
         label, workdir, fields = _parse(spec)
         config, model, state, info = load_run(workdir)
@@ -87,7 +87,11 @@ def main(_):
             real = split_points(config.data.name, FLAGS.split, FLAGS.num, FLAGS.seed)
         else:
             real = reference_features(config.data.name, FLAGS.split, info.num_levels)
-        row = {"label": label, "nfe_per_step": _nfe_per_step(model), "fid": {}}
+        row = {"label": label, "nfe_per_step": _nfe_per_step(model), "fid": {}, "mmd": {}}
+        if points and floor is None:     # two samples of the data law: the metrics' floor
+            train = split_points(config.data.name, "train", len(real), FLAGS.seed)
+            floor = {"w2": metrics.wasserstein2(train, real), "mmd": metrics.mmd_rbf(train, real)}
+            print(json.dumps({"label": f"floor: {len(train)} train points", **floor}))
         for n in steps:
             start = time.perf_counter()
             images = np.concatenate([
@@ -98,7 +102,7 @@ def main(_):
                 fake = np.asarray(images, np.float64)[:len(real)]
                 result = {"w2_to_test": metrics.wasserstein2(fake, real),
                           "mmd_to_test": metrics.mmd_rbf(fake, real)}
-                row["fid"][n] = result["w2_to_test"]
+                row["fid"][n], row["mmd"][n] = result["w2_to_test"], result["mmd_to_test"]
             else:
                 fake, _ = digits_features.features_and_probs(images, info.num_levels)
                 result = {"fid_digits": metrics.fid_from_features(real, fake)}
@@ -107,13 +111,19 @@ def main(_):
                               **{k: round(v, 4) for k, v in result.items()},
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
         rows.append(row)
-    print(f"\n{'W2 to test points' if points else 'FID (digits features)'}, NFE in brackets")
-    print("\n| sampler | " + " | ".join(f"{n} steps" for n in steps) + " |")
-    print("|---|" + "---|" * len(steps))
-    for row in rows:
-        cells = [f"{row['fid'][n]:.{3 if points else 1}f} ({n * row['nfe_per_step']})"
-                 for n in steps]
-        print(f"| {row['label']} | " + " | ".join(cells) + " |")
+    tables = [("fid", "W2 to test points" if points else "FID (digits features)")]
+    if points:
+        tables.append(("mmd", "MMD^2 to test points"))
+    for key, title in tables:
+        floor_text = (f"; two samples of the data: {floor['w2' if key == 'fid' else 'mmd']:.4f}"
+                      if points else "")
+        print(f"\n{title}, NFE in brackets{floor_text}\n")
+        print("| sampler | " + " | ".join(f"{n} steps" for n in steps) + " |")
+        print("|---|" + "---|" * len(steps))
+        for row in rows:
+            cells = [f"{row[key][n]:.{4 if key == 'mmd' else 3 if points else 1}f} "
+                     f"({n * row['nfe_per_step']})" for n in steps]
+            print(f"| {row['label']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
