@@ -1,12 +1,12 @@
 """``genjax train | sample | eval``.
 
     genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
-    genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--step N]
+    genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--checkpoint best]
     genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
                   [--temperature T] [--top_k K] [--guidance W] [--truncation PSI]
     genjax sample --workdir runs/score_vp_guided --cond 3 --classifier_scale 2
     genjax sample --workdir runs/dcgan_digits --invert DIR [--invert_steps N] [--out FILE]
-    genjax eval   --workdir runs/vae [--split test]
+    genjax eval   --workdir runs/vae [--split test] [--checkpoint best|latest|STEP]
     genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
                   [--inception_weights FILE] [--out eval.json]
 """
@@ -50,7 +50,11 @@ flags.DEFINE_string("invert", None, "sample: a folder of PNG/JPEG images to inve
                     "run's generator (GANs); writes originals and reconstructions side by side "
                     "to --out and prints their MSE and PSNR.")
 flags.DEFINE_integer("invert_steps", 300, "Optimizer steps of --invert.")
-flags.DEFINE_integer("step", None, "Checkpoint step to load (sample, eval); default: latest.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint to load (sample, eval): best (the best "
+                    "validation, kept when trained with eval.validation_every), latest, or a "
+                    "step number; default: latest.")
+flags.DEFINE_integer("step", None, "Checkpoint step to load (sample, eval): the same as "
+                     "--checkpoint STEP.")
 flags.DEFINE_integer("seed", 0, "Sampling / evaluation seed.")
 flags.DEFINE_string("split", None, "Evaluation split (default: config.eval.split).")
 flags.DEFINE_string("real", None, "eval: folder of real PNG/JPEG images (instead of --workdir).")
@@ -73,10 +77,11 @@ COMMANDS = {
               "[--config.training.num_steps=500 --config.model.beta=2.0 ...]"),
     "sample": ("draw samples of a trained run into a PNG grid",
                ("workdir", "num", "out", "cond", "prompt", "temperature", "top_k", "guidance",
-                "classifier_scale", "truncation", "invert", "invert_steps", "step", "seed"),
+                "classifier_scale", "truncation", "invert", "invert_steps", "checkpoint", "step",
+                "seed"),
                "genjax sample --workdir runs/cvae_digits --num 16 --cond 3 --out threes.png"),
     "eval": ("evaluate a run (bits/dim, FID/KID/IS, precision/recall) or two image folders",
-             ("workdir", "split", "step", "seed", "real", "fake", "features",
+             ("workdir", "split", "checkpoint", "step", "seed", "real", "fake", "features",
               "inception_weights", "out"),
              "genjax eval --workdir runs/vae_digits   |   genjax eval --real DIR --fake DIR"),
 }
@@ -128,7 +133,7 @@ def _sample() -> None:
 
     from genjax.core.conditioning import check_labels
 
-    config, model, state, info = load_run(FLAGS.workdir, FLAGS.step)
+    config, model, state, info = load_run(FLAGS.workdir, FLAGS.checkpoint, step=FLAGS.step)
     if FLAGS.invert is not None:
         return _invert(model, state.ema_params, info)
     caps = model.capabilities
@@ -206,8 +211,9 @@ def _eval() -> None:
     from genjax.eval.report import evaluate_run, format_table
     from genjax.train.trainer import load_run
 
-    config, model, state, _ = load_run(FLAGS.workdir, FLAGS.step)
+    config, model, state, _ = load_run(FLAGS.workdir, FLAGS.checkpoint, step=FLAGS.step)
     results = evaluate_run(config, model, state.ema_params, split=FLAGS.split, seed=FLAGS.seed)
+    results["checkpoint_step"] = int(state.step)
     print(format_table(results))
     path = os.path.join(FLAGS.workdir, "eval.json")
     with open(path, "w") as f:

@@ -145,6 +145,16 @@ def test_sample_with_a_prompt(tmp_path):
     assert "saved steps: 2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_checkpoint_best_without_validation_is_one_line(trained_tiny):
+    """--checkpoint best of a run trained without eval.validation_every: one line saying so
+    (the success path: tests/train/test_validation.py)."""
+    _, workdir, _ = trained_tiny
+    proc = genjax("eval", f"--workdir={workdir}", "--checkpoint=best", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "no best checkpoint" in proc.stderr and "eval.validation_every" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_help_lists_the_commands_and_each_command_its_flags():
     proc = genjax("--help")
     for command in ("train", "sample", "eval"):
@@ -154,6 +164,7 @@ def test_help_lists_the_commands_and_each_command_its_flags():
     assert "example:" in proc.stdout and "genjax train --config" in proc.stdout
     proc = genjax("sample", "--help")
     assert "--cond" in proc.stdout and "in turn" in proc.stdout and "--prompt" in proc.stdout
+    assert "--checkpoint" in proc.stdout and "best" in proc.stdout
     assert "--config" not in proc.stdout
     proc = genjax("eval", "--help")
     assert "--real" in proc.stdout and "--fake" in proc.stdout

@@ -7,6 +7,13 @@ a :class:`DatasetInfo`. Embedded datasets (:func:`list_datasets`): ``digits``,
 ``shapes_color`` and ``toy2d/{moons,rings,checkerboard,gmm8}``. Any other name
 (``mnist``, ``cifar10``, ``tfds:NAME``, ...) is read through
 ``tfds.data_source`` from a prepared copy; nothing is ever downloaded.
+
+Every dataset has the splits ``train``, ``validation`` and ``test``, disjoint and
+deterministic. ``validation`` is a fixed part of the training data: for embedded
+datasets the last 10% of the training pool (its last ``n // 10`` examples in the
+generator's fixed order; ``train`` is the first 90%, derived datasets split like their
+base); for tfds datasets their own ``validation`` split where they have one, else
+``train[90%:]`` (and ``train`` is then ``train[:90%]``). See :mod:`genjax.data.splits`.
 """
 
 from genjax.data.embedded import list_datasets

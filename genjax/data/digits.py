@@ -5,8 +5,11 @@ The 1,797 images of ``sklearn.datasets.load_digits`` take the 17 values 0..16:
 measured on the real discrete data; ``digits16`` first scales them to 0..255
 (``round(v * 255 / 16)``) and resizes bilinearly, which fills in the levels
 between (``num_levels = 256``). A fixed permutation (seed 0) splits them:
-its last 297 examples are ``test``, the first 1,500 ``train``. Every function
-here returns the whole split as read-only arrays, built once per process.
+its last 297 examples are ``test``, the first 1,500 the training pool
+(``"train"`` here), whose last 150 :func:`genjax.data.load` serves as
+``validation`` and first 1,350 as ``train`` (:mod:`genjax.data.splits`). Every
+function here returns the whole split as read-only arrays, built once per
+process.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The embedded datasets: generated in memory, offline and deterministic.
 
 ``EMBEDDED`` maps each name to a function ``split -> dict of arrays`` (the
-whole split, cached) and the metadata the arrays do not carry. Every embedded
-dataset has the splits ``"train"`` and ``"test"``.
+whole split, cached; its ``"train"`` is the whole training pool) and the
+metadata the arrays do not carry. Every embedded dataset has the splits
+``"train"``, ``"validation"`` and ``"test"`` (:mod:`genjax.data.splits`):
+``validation`` is the last 10% of the pool, ``train`` the first 90%.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import numpy as np
 from genjax.data import digits, shapes, toy2d
 from genjax.data.info import DatasetInfo
 from genjax.data.iterator import Batch, Getter
-
-SPLITS = ("train", "test")
+from genjax.data.splits import SPLITS, pool_slice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +26,9 @@ class _Embedded:
     """How to build one embedded dataset.
 
     Attributes:
-      arrays: split -> whole split, a dict of read-only arrays ``[N, ...]``;
-        its first key is the main one (``image`` or ``point``).
+      arrays: ``"train"`` (the whole training pool) or ``"test"`` -> a dict of
+        read-only arrays ``[N, ...]``; its first key is the main one (``image`` or
+        ``point``).
       num_levels, num_classes, factor_names: as in :class:`DatasetInfo`.
     """
 
@@ -76,7 +78,12 @@ def load_embedded(name: str, split: str) -> tuple[Getter, DatasetInfo]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} of {name!r}: valid splits are {SPLITS}")
     spec = EMBEDDED[name]
-    arrays = spec.arrays(split)
+    if split == "test":
+        arrays = spec.arrays("test")
+    else:  # train and validation: views of the pool's first 90% and last 10%
+        pool = spec.arrays("train")
+        part = pool_slice(split, len(next(iter(pool.values()))))
+        arrays = {key: array[part] for key, array in pool.items()}
     main_key = next(iter(arrays))
 
     def getter(indices: np.ndarray) -> Batch:

@@ -16,6 +16,9 @@ A pixel is on when its centre, mapped into the shape's unit frame, satisfies
 the shape's inequality; all pixels of a chunk of images are tested at once.
 ``shapes_color`` draws the same geometric factors as ``shapes`` (same seed)
 and then a colour per image, so its images are the ``shapes`` images painted.
+``"train"`` here is the training pool of 8,000 images: :func:`genjax.data.load`
+serves its first 7,200 as ``train`` and its last 800 as ``validation``
+(:mod:`genjax.data.splits`); ``test`` has 1,000.
 """
 
 from __future__ import annotations

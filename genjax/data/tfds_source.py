@@ -16,6 +16,7 @@ import numpy as np
 from genjax.data.embedded import list_datasets
 from genjax.data.info import DatasetInfo
 from genjax.data.iterator import Batch, Getter
+from genjax.data.splits import tfds_split
 
 TFDS_PREFIX = "tfds:"
 
@@ -100,6 +101,10 @@ def _num_levels(name: str, feature: Any) -> int:
 def load_tfds(name: str, split: str, data_dir: str | None) -> tuple[Getter, DatasetInfo]:
     """Opens ``split`` of the prepared tfds dataset ``name`` (``"tfds:"`` prefix optional).
 
+    ``split`` is ``train``, ``validation`` or ``test``: the dataset's own validation
+    split where it has one, else ``validation`` is ``train[90%:]`` and ``train`` is
+    ``train[:90%]`` (:mod:`genjax.data.splits`).
+
     Returns a getter (int indices ``[B]`` -> ``image`` uint8 ``[B, H, W, C]``
     and, when the dataset has a ``label`` feature, ``label`` int32 ``[B]``)
     and the split's :class:`DatasetInfo`. ``num_levels`` is read from the image feature's
@@ -132,7 +137,9 @@ def load_tfds(name: str, split: str, data_dir: str | None) -> tuple[Getter, Data
         shape += (1,)
     num_levels = _num_levels(tfds_name, features[image_key])
     has_label = "label" in features
-    source = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
+    available = tuple(builder.info.splits.keys())
+    source = tfds.data_source(tfds_name, split=tfds_split(split, available),
+                              data_dir=data_dir, download=False)
 
     def getter(indices: np.ndarray) -> Batch:
         examples = [source[int(i)] for i in indices]

@@ -1,6 +1,8 @@
 """Two-dimensional toy densities as point clouds: ``point`` float32 ``[N, 2]``.
 
-Each density has a fixed size per split (10,000 train, 2,000 test) and is drawn
+Each density has a fixed size per split (a training pool of 10,000, which
+:func:`genjax.data.load` serves as 9,000 ``train`` and 1,000 ``validation``
+examples, and 2,000 test) and is drawn
 with numpy from a seed fixed by its name and split, so every process sees the
 same points. Coordinates are a few units wide:
 

@@ -1,4 +1,4 @@
-"""Orbax checkpoints: a ``latest`` stream for preemption and kept ``snapshots``.
+"""Orbax checkpoints: a ``latest`` stream for preemption, kept ``snapshots`` and the ``best``.
 
 The one owner of a run's layout on disk::
 
@@ -6,6 +6,8 @@ The one owner of a run's layout on disk::
     WORKDIR/checkpoints/latest/<step>/state     the whole TrainState (1 kept)
     WORKDIR/checkpoints/latest/<step>/data      the data iterator's position (JSON)
     WORKDIR/checkpoints/snapshots/<step>/...    kept snapshots, same layout
+    WORKDIR/checkpoints/best/<step>/...         the best validation so far (1 kept), same layout
+    WORKDIR/checkpoints/best.json               its record: {"step", "metric", "value", ...}
 
 The state is restored against an abstract target, so tuples and namedtuples of
 the optimizer state come back exactly. :func:`load_pretrained` reads the EMA
@@ -32,18 +34,30 @@ def _is_tmp(name: str) -> bool:
 
 
 class Checkpointer:
-    """``workdir/checkpoints/latest`` (1 kept) and ``workdir/checkpoints/snapshots`` (all kept)."""
+    """``workdir/checkpoints/latest`` (1 kept), ``workdir/checkpoints/snapshots`` (all kept)
+    and ``workdir/checkpoints/best`` (1 kept, with its record ``best.json``)."""
 
     def __init__(self, workdir: str):
         root = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.latest_dir = os.path.join(root, "latest")
         self.snapshot_dir = os.path.join(root, "snapshots")
+        self.best_dir = os.path.join(root, "best")
+        self.best_record_path = os.path.join(root, "best.json")
         self._check_readable(self.latest_dir)
         options = dict(create=True, enable_async_checkpointing=False)
         self.latest = ocp.CheckpointManager(
             self.latest_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
         self.snapshots = ocp.CheckpointManager(
             self.snapshot_dir, options=ocp.CheckpointManagerOptions(**options))
+        # Opened on first use: a run without validation gets no checkpoints/best directory.
+        self._best = None
+
+    @property
+    def best(self) -> ocp.CheckpointManager:
+        if self._best is None:
+            self._best = ocp.CheckpointManager(self.best_dir, options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=True, enable_async_checkpointing=False))
+        return self._best
 
     @staticmethod
     def _check_readable(directory: str) -> None:
@@ -69,9 +83,39 @@ class Checkpointer:
         self.latest.wait_until_finished()
         self.snapshots.wait_until_finished()
 
-    def restore(self, abstract_state, step: int | None = None) -> tuple[Any, dict]:
-        """(state, data_state) of ``step`` (default: the latest), shaped like ``abstract_state``."""
-        step = self.latest_step() if step is None else step
+    def save_best(self, step: int, state, data_state: dict, record: dict) -> None:
+        """Replace ``checkpoints/best`` with ``step`` and write its record (``best.json``:
+        ``record`` plus ``"step"``) after the state, so the record never names a state that
+        is not on disk."""
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  data=ocp.args.JsonSave(data_state))
+        if step in self.best.all_steps():          # a resumed run redoing the step
+            self.best.delete(step)
+        self.best.save(step, args=args, force=True)
+        self.best.wait_until_finished()
+        tmp = self.best_record_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(dict(record, step=int(step)), f, indent=2)
+        os.replace(tmp, self.best_record_path)
+
+    def best_record(self) -> dict | None:
+        """The record of ``checkpoints/best`` (``best.json``), or None without one."""
+        if not os.path.exists(self.best_record_path):
+            return None
+        with open(self.best_record_path) as f:
+            return json.load(f)
+
+    def restore(self, abstract_state, step: int | str | None = None) -> tuple[Any, dict]:
+        """(state, data_state) of ``step``: a step number, ``"latest"`` (also None) or
+        ``"best"``, shaped like ``abstract_state``."""
+        if step == "best":
+            record = self.best_record()
+            if record is None or record["step"] not in self.best.all_steps():
+                raise CheckpointError(
+                    f"no best checkpoint in {self.best_dir}: the run was trained without "
+                    "validation (set eval.validation_every > 0), or has not validated yet")
+            return self._restore(self.best, record["step"], abstract_state)
+        step = self.latest_step() if step in (None, "latest") else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.latest_dir}")
         saved = sorted(set(self.latest.all_steps()) | set(self.snapshots.all_steps()))
@@ -81,6 +125,10 @@ class Checkpointer:
                 f"steps: {', '.join(map(str, saved)) or 'none'} (the latest, plus snapshots "
                 "every training.snapshot_every steps)")
         manager = self.latest if step in self.latest.all_steps() else self.snapshots
+        return self._restore(manager, step, abstract_state)
+
+    @staticmethod
+    def _restore(manager, step: int, abstract_state) -> tuple[Any, dict]:
         try:
             restored = manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
@@ -94,6 +142,8 @@ class Checkpointer:
     def close(self) -> None:
         self.latest.close()
         self.snapshots.close()
+        if self._best is not None:
+            self._best.close()
 
 
 def abstract(tree):

@@ -99,12 +99,23 @@ class EvalConfig:
     iwae_samples: int = 0           # K for bound-based families (0 = the model's default)
     num_samples: int = 1000         # samples for FID/KID/IS/precision-recall (0 = skip)
     sample_batch_size: int = 250    # samples per jitted sampling call
+    # Model selection on the validation split (genjax/train/validation.py): every
+    # validation_every steps (0 = never) the held-out objective (NLL, or the loss) of the EMA
+    # params over the first validation_examples (0 = all) validation examples; the best one is
+    # kept in checkpoints/best, and training stops after `patience` validations without a new
+    # best (0 = never).
+    validation_every: int = 0
+    validation_examples: int = 512
+    patience: int = 0
 
     def __post_init__(self):
         for name in ("batch_size", "sample_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
-        for name in ("num_examples", "iwae_samples", "num_samples"):
+        if self.patience and not self.validation_every:
+            raise ValueError(f"eval.patience = {self.patience} needs eval.validation_every > 0")
+        for name in ("num_examples", "iwae_samples", "num_samples", "validation_every",
+                     "validation_examples", "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -3,6 +3,13 @@
 Rerunning the same job on the same workdir resumes from the latest checkpoint
 (params, optimizer, EMA, step, RNG and data position): a run cut after k steps
 and resumed ends bit for bit where an uninterrupted run ends (on CPU).
+
+With ``eval.validation_every`` the trainer measures the held-out objective
+(:mod:`genjax.train.validation`) on the validation split, keeps the best state in
+``checkpoints/best`` and, with ``eval.patience``, stops early. The best-so-far record and
+the count of validations since it are saved with every checkpoint, so a resumed run
+compares against the best as of the step it resumes from, and a run that stopped early
+stays stopped when rerun.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from genjax.train.config import from_config
 from genjax.train.images import save_samples
 from genjax.train.logging import MetricsWriter
 from genjax.train.state import TrainState, init_state, make_optimizer
+from genjax.train.validation import BestTracker, make_validation, objective_name
+from genjax.train.validation import validation_batches
 
 log = logging.getLogger("genjax")
 
@@ -82,6 +91,11 @@ def build_run(config, *, batch_size: int | None = None):
     if tcfg.num_steps % tcfg.steps_per_call:
         raise ValueError(f"training.num_steps = {tcfg.num_steps} must be a multiple of "
                          f"training.steps_per_call = {tcfg.steps_per_call}")
+    if ecfg.validation_every:
+        if ecfg.validation_every % tcfg.steps_per_call:
+            raise ValueError(f"eval.validation_every = {ecfg.validation_every} must be a "
+                             f"multiple of training.steps_per_call = {tcfg.steps_per_call}")
+        objective_name(model)            # a model with no held-out objective is refused here
     for phase in update_rule(model).phases:
         if phase.split_batch and (tcfg.batch_size // shards) % phase.repeat:
             raise ValueError(
@@ -101,8 +115,28 @@ def initial_state(config, model, optimizer, info) -> TrainState:
     return init_state(model, optimizer, jax.random.key(config.seed), batch)
 
 
-def load_run(workdir: str, step: int | None = None):
-    """(config, model, state, info) of a trained workdir, for ``sample`` and ``eval``."""
+def parse_checkpoint(checkpoint: int | str | None) -> int | str:
+    """``"latest"`` (also None), ``"best"`` or a step number (an int or its digits)."""
+    if checkpoint is None:
+        return "latest"
+    if isinstance(checkpoint, int) or str(checkpoint).isdigit():
+        return int(checkpoint)
+    if checkpoint not in ("latest", "best"):
+        raise ValueError(f"checkpoint must be best, latest or a step number, got {checkpoint!r}")
+    return checkpoint
+
+
+def load_run(workdir: str, checkpoint: int | str | None = None, *, step: int | None = None):
+    """(config, model, state, info) of a trained workdir, for ``sample`` and ``eval``.
+
+    checkpoint: ``"latest"`` (default), ``"best"`` (the best validation,
+      ``checkpoints/best``) or a step number; ``step`` is a synonym of a step number.
+    """
+    if step is not None:
+        if checkpoint is not None and parse_checkpoint(checkpoint) != step:
+            raise ValueError(f"give either checkpoint={checkpoint!r} or step={step}, not both")
+        checkpoint = step
+    checkpoint = parse_checkpoint(checkpoint)
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise CheckpointError(f"{workdir} is not a genjax run: {path} is missing")
@@ -113,9 +147,9 @@ def load_run(workdir: str, step: int | None = None):
     model, optimizer, _, info, _ = build_run(config)
     target = jax.eval_shape(lambda: initial_state(config, model, optimizer, info))
     ckpt = Checkpointer(workdir)
-    if ckpt.latest_step() is None and step is None:
+    if ckpt.latest_step() is None and checkpoint == "latest":
         raise CheckpointError(f"no checkpoint in {ckpt.latest_dir}: train first")
-    state, _ = ckpt.restore(abstract(target), step)
+    state, _ = ckpt.restore(abstract(target), checkpoint)
     ckpt.close()
     return config, model, state, info
 
@@ -127,15 +161,24 @@ def _next_batches(it, k: int) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> TrainState:
     """Train ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state."""
-    model, optimizer, it, info, (tcfg, _, _) = build_run(config)
+    model, optimizer, it, info, (tcfg, _, ecfg) = build_run(config)
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(workdir)
     state = initial_state(config, model, optimizer, info)
     start = ckpt.latest_step()
+    tracker = None
+    if ecfg.validation_every:
+        kwargs = {"num_samples": ecfg.iwae_samples} if ecfg.iwae_samples else {}
+        metric, validate = make_validation(model, validation_batches(config, ecfg), config.seed,
+                                           kwargs)
+        tracker = BestTracker(metric)
     if start is not None:
         state, data_state = ckpt.restore(abstract(state))
+        saved_tracker = data_state.pop("validation", None)
         it.set_state(data_state)
         log.info("resumed from step %d in %s", start, workdir)
+        if tracker is not None and saved_tracker and saved_tracker["metric"] == tracker.metric:
+            tracker = BestTracker.from_dict(saved_tracker)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
 
@@ -187,11 +230,36 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         shown = {k: f"{v:.4g}" for k, v in means.items() if k == "loss" or k.endswith("_loss")}
         bar.set_postfix(**shown, steps_s=f"{means['steps_per_sec']:.1f}")
 
+    def data_state() -> dict:
+        position = it.get_state()
+        return position if tracker is None else dict(position, validation=tracker.to_dict())
+
     def save(snapshot: bool) -> None:
         nonlocal last_saved
         flush()
-        ckpt.save(step, step_lib.get_state(dstate, parallel), it.get_state(), snapshot=snapshot)
+        ckpt.save(step, step_lib.get_state(dstate, parallel), data_state(), snapshot=snapshot)
         last_saved = step
+
+    def run_validation() -> bool:
+        """Validate the EMA params; save a new best; True when patience has run out."""
+        flush()
+        host_state = step_lib.get_state(dstate, parallel)
+        value = validate(host_state.ema_params)
+        writer.write(step, {tracker.metric: value})
+        if tracker.update(step, value):
+            ckpt.save_best(step, host_state, data_state(),
+                           {"metric": tracker.metric, "value": value})
+            log.info("step %d: %s %.6g (new best)", step, tracker.metric, value)
+        else:
+            log.info("step %d: %s %.6g (best %.6g at step %d, %d validations ago)", step,
+                     tracker.metric, value, tracker.best_value, tracker.best_step,
+                     tracker.stale)
+        return bool(ecfg.patience) and tracker.stale >= ecfg.patience
+
+    def stopped_message() -> str:
+        return (f"early stop at step {step}: {tracker.metric} has not improved for "
+                f"{tracker.stale} validations (eval.patience = {ecfg.patience}); best "
+                f"{tracker.best_value:.6g} at step {tracker.best_step}, in {ckpt.best_dir}")
 
     def write_samples() -> None:
         ema = step_lib.get_state(dstate, parallel).ema_params
@@ -199,8 +267,11 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         save_samples(os.path.join(workdir, "samples", f"step_{step:07d}.png"), images,
                      info.num_levels)
 
+    stop = (tracker is not None and bool(ecfg.patience) and tracker.stale >= ecfg.patience)
+    if stop:
+        log.info("already stopped: %s", stopped_message())
     try:
-        while step < tcfg.num_steps:
+        while step < tcfg.num_steps and not stop:
             dstate, metrics = train_step(dstate, step_lib.put_batch(_next_batches(it, k), parallel))
             pending.append(metrics)
             step += k
@@ -209,10 +280,14 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
             # non-finite (flush names the step and metric).
             if step % tcfg.log_every == 0 or not bool(all_finite(metrics)):
                 flush()
-            if step % tcfg.checkpoint_every == 0 or step == tcfg.num_steps:
+            if tracker is not None and step % ecfg.validation_every == 0:
+                stop = run_validation()
+                if stop:
+                    log.info("%s", stopped_message())
+            if step % tcfg.checkpoint_every == 0 or step == tcfg.num_steps or stop:
                 save(snapshot=bool(tcfg.snapshot_every) and step % tcfg.snapshot_every == 0)
             if tcfg.num_sample_images and ((tcfg.sample_every and step % tcfg.sample_every == 0)
-                                           or step == tcfg.num_steps):
+                                           or step == tcfg.num_steps or stop):
                 write_samples()
     except KeyboardInterrupt:
         if last_saved != step:

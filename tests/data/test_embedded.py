@@ -8,20 +8,22 @@ import pytest
 from genjax.data import list_datasets, load
 from genjax.data import shapes as shapes_lib
 
+# (train, validation, test): validation is the last 10% of the old 1500 / 8000 / 10000 train pool.
 SIZES = {
-    "digits": (1500, 297),
-    "digits16": (1500, 297),
-    "binarized_digits": (1500, 297),
-    "edges2digits": (1500, 297),
-    "shapes": (8000, 1000),
-    "shapes_color": (8000, 1000),
-    "toy2d/moons": (10000, 2000),
-    "toy2d/rings": (10000, 2000),
-    "toy2d/checkerboard": (10000, 2000),
-    "toy2d/gmm8": (10000, 2000),
-    "toy2d/ring8": (10000, 2000),
-    "toy2d/grid25": (10000, 2000),
+    "digits": (1350, 150, 297),
+    "digits16": (1350, 150, 297),
+    "binarized_digits": (1350, 150, 297),
+    "edges2digits": (1350, 150, 297),
+    "shapes": (7200, 800, 1000),
+    "shapes_color": (7200, 800, 1000),
+    "toy2d/moons": (9000, 1000, 2000),
+    "toy2d/rings": (9000, 1000, 2000),
+    "toy2d/checkerboard": (9000, 1000, 2000),
+    "toy2d/gmm8": (9000, 1000, 2000),
+    "toy2d/ring8": (9000, 1000, 2000),
+    "toy2d/grid25": (9000, 1000, 2000),
 }
+SPLITS = ("train", "validation", "test")
 SHAPES = {
     "digits": (8, 8, 1),
     "digits16": (16, 16, 1),
@@ -42,13 +44,13 @@ def test_list_datasets_names_every_embedded_dataset():
     assert list_datasets() == tuple(sorted(SIZES))
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_batches_match_the_info(name, split):
     iterator, info = load(name, split, batch_size=16)
     batch = next(iterator)
     assert info.name == name and info.split == split
-    assert info.num_examples == SIZES[name][split == "test"]
+    assert info.num_examples == SIZES[name][SPLITS.index(split)]
     assert tuple(batch) == info.keys
     main = batch["point" if info.kind == "points" else "image"]
     assert main.shape == (16,) + info.shape
@@ -79,8 +81,48 @@ def test_loads_are_deterministic_and_seeded(name):
 
 
 def test_unknown_split_names_the_valid_ones():
-    with pytest.raises(ValueError, match="'train', 'test'"):
-        load("digits", "validation", 8)
+    with pytest.raises(ValueError, match="'train', 'validation', 'test'"):
+        load("digits", "val", 8)
+
+
+def _rows(batch: dict) -> set:
+    """Each example of a whole split as bytes (every key), for set comparisons."""
+    n = len(next(iter(batch.values())))
+    return {b"".join(np.ascontiguousarray(batch[k][i]).tobytes() for k in sorted(batch))
+            for i in range(n)}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_validation_is_the_last_tenth_of_the_old_train_split(name):
+    """train + validation = the generator's training pool in its order (the old train split),
+    validation its last 10%; reloading gives the same arrays."""
+    from genjax.data.embedded import EMBEDDED
+
+    pool = EMBEDDED[name].arrays("train")
+    train, validation = _whole(name, "train"), _whole(name, "validation")
+    assert len(next(iter(pool.values()))) == SIZES[name][0] + SIZES[name][1]
+    for key in pool:
+        np.testing.assert_array_equal(np.concatenate([train[key], validation[key]]), pool[key])
+        np.testing.assert_array_equal(_whole(name, "validation")[key], validation[key])
+
+
+@pytest.mark.parametrize("name", ["digits", "edges2digits", "shapes", "shapes_color",
+                                  "toy2d/moons", "toy2d/grid25"])
+def test_validation_shares_no_example_with_train_or_test(name):
+    """By content: the sklearn digits (all 1,797 distinct as image + label), the shapes'
+    continuous factors and the toy2d points never repeat, so no example is in two splits."""
+    train, validation, test = (_rows(_whole(name, split)) for split in SPLITS)
+    assert len(validation) == SIZES[name][1]          # no duplicate within the split either
+    assert not validation & train and not validation & test and not train & test
+
+
+def test_derived_datasets_split_like_their_base():
+    base = _whole("digits16", "validation")
+    for name in ("binarized_digits", "edges2digits"):
+        np.testing.assert_array_equal(_whole(name, "validation")["label"], base["label"])
+    np.testing.assert_array_equal(_whole("edges2digits", "validation")["image"], base["image"])
+    np.testing.assert_array_equal(_whole("shapes_color", "validation")["factors"][:, :5],
+                                  _whole("shapes", "validation")["factors"])
 
 
 def test_unknown_dataset_lists_the_embedded_ones():
@@ -88,7 +130,7 @@ def test_unknown_dataset_lists_the_embedded_ones():
         load("toy2d/spirals", "train", 8)
 
 
-@pytest.mark.parametrize("batch_size, match", [(0, "positive"), (1501, "larger than the 1500")])
+@pytest.mark.parametrize("batch_size, match", [(0, "positive"), (1351, "larger than the 1350")])
 def test_bad_batch_sizes(batch_size, match):
     with pytest.raises(ValueError, match=match):
         load("digits", "train", batch_size)
@@ -109,7 +151,7 @@ def test_digit_splits_partition_the_sklearn_digits():
     reference = load_digits()
     raw = reference.images.astype(np.uint8).reshape(len(reference.images), -1)
     rows = {tuple(r) + (t,) for r, t in zip(raw, reference.target)}
-    train, test = _whole("digits", "train"), _whole("digits", "test")
+    train, validation, test = (_whole("digits", split) for split in SPLITS)
 
     def keyed(batch):
         return [
@@ -117,10 +159,11 @@ def test_digit_splits_partition_the_sklearn_digits():
             for r, t in zip(batch["image"].reshape(len(batch["image"]), -1), batch["label"])
         ]
 
-    train_rows, test_rows = keyed(train), keyed(test)
+    train_rows, val_rows, test_rows = keyed(train), keyed(validation), keyed(test)
     assert not set(train_rows) & set(test_rows)
-    assert set(train_rows) | set(test_rows) == rows
-    assert len(train_rows) + len(test_rows) == len(reference.images)
+    assert not set(val_rows) & (set(train_rows) | set(test_rows))
+    assert set(train_rows) | set(val_rows) | set(test_rows) == rows
+    assert len(train_rows) + len(val_rows) + len(test_rows) == len(reference.images)
     assert set(np.unique(train["image"])) == set(range(17))
     assert load("digits", "train", 8)[1].num_levels == 17
 

@@ -35,7 +35,8 @@ class GenjaxTinyImages(tfds.core.GeneratorBasedBuilder):
 
 
 class _LevelsBuilder(tfds.core.GeneratorBasedBuilder):
-    """6 train examples of a 2x2 image whose dtype and values the subclass sets."""
+    """6 train examples of a 2x2 image whose dtype and values the subclass sets (genjax's
+    train split: the first 5, ``train[:90%]``)."""
 
     VERSION = tfds.core.Version("1.0.0")
     DTYPE, VALUES = np.uint8, (0, 1)
@@ -77,19 +78,19 @@ def _prepared(builder_cls, tmp_path):
 
 
 def test_levels_come_from_the_image_feature(tmp_path, monkeypatch):
-    _, info = load("binarized_genjax_tiny", "train", 6,
+    _, info = load("binarized_genjax_tiny", "train", 5,
                    data_dir=_prepared(BinarizedGenjaxTiny, tmp_path))
     assert info.num_levels == 256                      # uint8, whatever the name says
-    iterator, info = load("genjax_bool_images", "train", 6,
+    iterator, info = load("genjax_bool_images", "train", 5,
                           data_dir=_prepared(GenjaxBoolImages, tmp_path))
     assert info.num_levels == 2
     images = next(iterator)["image"]
     assert images.dtype == np.uint8 and set(np.unique(images)) == {0, 1}
     with pytest.raises(ValueError, match="'genjax_wide_images' stores uint16 images"):
-        load("genjax_wide_images", "train", 6, data_dir=_prepared(GenjaxWideImages, tmp_path))
+        load("genjax_wide_images", "train", 5, data_dir=_prepared(GenjaxWideImages, tmp_path))
     assert tfds_source.FEWER_LEVELS == {"binarized_mnist": 2}
     monkeypatch.setitem(tfds_source.FEWER_LEVELS, "genjax_two_levels_broken", 2)
-    iterator, info = load("genjax_two_levels_broken", "train", 6,
+    iterator, info = load("genjax_two_levels_broken", "train", 5,
                           data_dir=_prepared(GenjaxTwoLevelsBroken, tmp_path))
     assert info.num_levels == 2
     with pytest.raises(ValueError, match="holds pixel value 7 but has 2 levels"):
@@ -145,21 +146,46 @@ def test_prepared_dataset_is_read_offline(tiny_data_dir, no_network):
         drop_remainder=False,
     )
     assert info.shape == (4, 4, 1)  # channel axis added
-    assert (info.num_examples, info.num_classes, info.num_levels) == (10, 3, 256)
+    assert (info.num_examples, info.num_classes, info.num_levels) == (9, 3, 256)  # 90% of 10
     assert info.keys == ("image", "label")
     batches = list(iterator)
     images = np.concatenate([b["image"] for b in batches])
     labels = np.concatenate([b["label"] for b in batches])
-    assert images.dtype == np.uint8 and images.shape == (10, 4, 4, 1) and labels.dtype == np.int32
+    assert images.dtype == np.uint8 and images.shape == (9, 4, 4, 1) and labels.dtype == np.int32
     values = images[:, 0, 0, 0]
-    np.testing.assert_array_equal(np.sort(values), np.arange(10))
+    assert len(set(values)) == 9 and set(values) < set(range(10))
     np.testing.assert_array_equal(labels, values % 3)
     assert np.all(images == values[:, None, None, None])
 
 
+def _values(data_dir, split):
+    iterator, info = load("genjax_tiny_images", split, 1, data_dir=data_dir, shuffle=False,
+                          num_epochs=1)
+    return [int(b["image"][0, 0, 0, 0]) for b in iterator]
+
+
+def test_validation_is_the_last_tenth_of_train_without_its_own_split(tiny_data_dir):
+    """No validation split in the dataset: validation = train[90%:], train = train[:90%]:
+    disjoint, together the 10 train examples, apart from test, the same on every load."""
+    data_dir = str(tiny_data_dir)
+    train, validation, test = (_values(data_dir, s) for s in ("train", "validation", "test"))
+    assert len(train) == 9 and len(validation) == 1
+    assert sorted(train + validation) == list(range(10)) and sorted(test) == [10, 11, 12, 13]
+    assert _values(data_dir, "validation") == validation and _values(data_dir, "train") == train
+
+
+def test_a_dataset_with_a_validation_split_uses_it():
+    from genjax.data.splits import tfds_split
+
+    assert tfds_split("train", ("train", "validation", "test")) == "train"
+    assert tfds_split("validation", ("train", "validation", "test")) == "validation"
+    assert tfds_split("validation", ("train", "test")) == "train[90%:]"
+    assert tfds_split("test", ("train", "test")) == "test"
+
+
 def test_prepared_dataset_rejects_unknown_split(tiny_data_dir):
     with pytest.raises(ValueError, match="train"):
-        load("genjax_tiny_images", "validation", 4, data_dir=str(tiny_data_dir))
+        load("genjax_tiny_images", "extra", 4, data_dir=str(tiny_data_dir))
 
 
 def test_dataset_prepared_without_random_access_is_not_prepared(tiny_data_dir, no_network):
