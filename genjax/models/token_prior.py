@@ -35,7 +35,7 @@ Without a condition, sampling follows :mod:`genjax.core.conditioning`: the class
 in turn, or the captions of the dataset in turn (:func:`genjax.data.captions.all_captions`).
 
 ``dropout`` (training only, :class:`~genjax.nn.transformer.CausalTransformer`) is the
-regulariser a prior on a small dataset needs: 1,500 digits are 24k codes, which the
+regulariser a prior on a small dataset needs: 1,350 training digits are 21.6k codes, which the
 transformer otherwise memorises within a few hundred steps.
 
 Sampling (:meth:`TokenPrior.sample_codes`): one ``lax.fori_loop`` over the T
