@@ -23,7 +23,8 @@ from genjax.models.continuous import TIME_SCALE
 from genjax.models.protocol import FROZEN, update_rule
 from genjax.train.checkpoint import CheckpointError
 from genjax.train.trainer import train_and_evaluate
-from tests.models.test_score import assert_guided_images_and_finite_bits_per_dim
+from tests.models.test_score import (assert_guided_images_and_finite_bits_per_dim,
+                                     assert_one_trace_serves_two_step_counts)
 from tests.train.test_trainer import assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -335,18 +336,7 @@ def test_sample_with_a_traced_step_count_and_adaptive_log_prob_stats():
     log_prob_stats is the analytic density with the solver's nfe; a bad solver fails."""
     model = point_model(log_prob_solver="dopri5")
     model.net = ExactVelocityNet(MU, S)
-    traces = []
-
-    def sample(params, key, num_samples, num_steps):
-        traces.append(num_steps)
-        return model.sample(params, key, num_samples, num_steps=num_steps)
-
-    traced = jax.jit(sample, static_argnums=2)
-    for n in (3, 6):
-        np.testing.assert_allclose(traced(FAKE, jax.random.key(0), 8, n),
-                                   model.sample(FAKE, jax.random.key(0), 8, num_steps=n),
-                                   rtol=1e-5, atol=1e-5)
-    assert len(traces) == 1
+    assert_one_trace_serves_two_step_counts(model)
     x = np.array([[2.1, -1.0], [1.0, 2.0], [3.0, -3.5]], np.float32)
     log_prob, extra = jax.jit(model.log_prob_stats)(FAKE, {"point": x}, jax.random.key(0))
     np.testing.assert_allclose(log_prob, stats.norm.logpdf(x, MU, S).sum(1), atol=1e-3)

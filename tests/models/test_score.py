@@ -274,6 +274,12 @@ def test_sample_with_a_traced_step_count_compiles_once():
     samplers are checked in tests/core/test_sde.py)."""
     model = point_model(sde="vp", sampler="em")
     model.net = ExactScoreNet(model.sde, MU, S)
+    assert_one_trace_serves_two_step_counts(model)
+
+
+def assert_one_trace_serves_two_step_counts(model):
+    """``model.sample`` jitted with num_samples static and num_steps traced is traced once
+    for 3 and 6 steps, and equals the sample with each Python int."""
     traces = []
 
     def sample(params, key, num_samples, num_steps):
