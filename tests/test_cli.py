@@ -145,6 +145,7 @@ def test_sample_with_a_prompt(tmp_path):
     assert "saved steps: 2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_checkpoint_best_without_validation_is_one_line(trained_tiny):
     """--checkpoint best of a run trained without eval.validation_every: one line saying so
     (the success path: tests/train/test_validation.py)."""

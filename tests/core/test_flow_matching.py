@@ -107,6 +107,7 @@ def test_ot_coupling_in_one_dimension_is_the_monotone_matching():
     np.testing.assert_array_equal(coupled[np.argsort(x1[:, 0])], np.sort(x0[:, 0]))
 
 
+@pytest.mark.slow
 def test_adaptive_log_prob_is_the_data_density():
     """The backward ODE likelihood with the adaptive tsit5 solver and the exact marginal
     velocity: log N(x; MU, diag S^2) to 1e-3 nats; nfe > 0 and grows as rtol tightens."""

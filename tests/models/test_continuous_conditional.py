@@ -54,8 +54,10 @@ def exact_model(name, cov=SIGMA, shape=(2,), **kwargs):
 
 
 CASES = [("score_sde", dict(sampler="pc", sample_steps=400, corrector_steps=3)),
-         ("score_sde", dict(sampler="em", sample_steps=400)),
-         ("score_sde", dict(sampler="ode", sample_steps=100)),
+         pytest.param("score_sde", dict(sampler="em", sample_steps=400),
+                      marks=pytest.mark.slow),
+         pytest.param("score_sde", dict(sampler="ode", sample_steps=100),
+                      marks=pytest.mark.slow),
          ("flow_matching", dict(sampler="heun", sample_steps=50))]
 
 

@@ -47,6 +47,7 @@ def test_noise_enters_only_through_the_log_snr(classifier):
     np.testing.assert_allclose(jnp.exp(ve).sum(1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_guidance_gradient_is_per_example(classifier):
     model, params, _ = classifier
     x = jax.random.normal(jax.random.key(3), (3, 8, 8, 1))

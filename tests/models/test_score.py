@@ -294,6 +294,7 @@ def assert_one_trace_serves_two_step_counts(model):
     assert len(traces) == 1
 
 
+@pytest.mark.slow
 def test_adaptive_log_prob_stats_and_the_solver_field():
     """Points, ``log_prob_solver = "tsit5"``: log_prob with the exact score is the analytic
     density (as with RK4 above), log_prob_stats returns it with the solver's nfe per example
