@@ -24,6 +24,7 @@ def _leaves_equal(a, b):
         np.testing.assert_array_equal(np.asarray(fa[key]), np.asarray(fb[key]), err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_classes", [1008, 1000])
 def test_output_shapes_at_299(num_classes):
     variables = inc.variable_shapes(num_classes)
@@ -36,6 +37,7 @@ def test_output_shapes_at_299(num_classes):
     assert flat["batch_stats/Conv2d_1a_3x3/bn/mean"].shape == (32,)
 
 
+@pytest.mark.slow
 def test_small_gray_and_colour_images_are_resized(params):
     gray = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1), np.uint8)
     rgb = np.repeat(gray, 3, axis=-1)

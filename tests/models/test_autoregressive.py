@@ -112,6 +112,7 @@ def test_samples_are_valid_and_completion_keeps_known_rows(name):
     assert not np.array_equal(done, image)
 
 
+@pytest.mark.slow
 def test_kv_cache_sampler_equals_recompute():
     shape = (3, 3, 1)
     model = build("pixel_transformer", shape, 4, num_classes=2)
