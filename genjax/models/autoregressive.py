@@ -13,6 +13,11 @@ inside one jitted function, each step re-running the network on the canvas
 (the transformer instead decodes one position at a time from a key/value
 cache). ``complete`` samples the rest of an image below its known top rows.
 
+Regularisation: ``dropout`` > 0 (MADE, PixelCNN, Gated PixelCNN, WaveNet, the
+transformer) drops hidden units in the training loss only; ``log_prob`` and the
+samplers run the exact, deterministic network. Weight decay is the optimizer's
+(``optimizer.name = "adamw"``, ``optimizer.weight_decay``).
+
 Output distributions (``output`` in the config), on the data's L levels:
 
 * ``auto``: Bernoulli (one logit) when L = 2, else ``categorical``.
@@ -64,9 +69,11 @@ class AutoregressiveConfig:
     num_classes: int = 0           # > 0: class-conditional (gated_pixelcnn, wavenet, transformer)
     output: str = "auto"           # auto | categorical | mixture (PixelCNN++ logistic mixture)
     num_mixtures: int = 5          # components of the mixture output
+    dropout: float = 0.0           # dropout rate in training (the loss only; not fvsbn/nade)
 
     _conditional = False
     _mixture = False
+    _dropout = True
 
     def __post_init__(self):
         if len(self.image_shape) != 3:
@@ -77,6 +84,11 @@ class AutoregressiveConfig:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {self.output!r}")
         if self.output == "mixture" and not self._mixture:
             raise ValueError("output='mixture' is available for pixelcnn and gated_pixelcnn")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dropout and not self._dropout:
+            raise ValueError("dropout is available for made, pixelcnn, gated_pixelcnn, wavenet "
+                             "and pixel_transformer")
         if self.num_classes and not self._conditional:
             raise ValueError("this model is not class-conditional: set num_classes=0 (use "
                              "gated_pixelcnn, wavenet or pixel_transformer)")
@@ -84,12 +96,13 @@ class AutoregressiveConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FVSBNConfig(AutoregressiveConfig):
-    pass
+    _dropout = False
 
 
 @dataclasses.dataclass(frozen=True)
 class NADEConfig(AutoregressiveConfig):
     hidden_dim: int = 500
+    _dropout = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +142,6 @@ class TransformerConfig(AutoregressiveConfig):
     dim: int = 128
     num_layers: int = 4
     num_heads: int = 4
-    dropout: float = 0.0            # transformer dropout in training (the loss only)
     _conditional = True
 
 
@@ -165,8 +177,15 @@ class _Autoregressive:
     def _inputs(self, levels: jax.Array) -> jax.Array:
         raise NotImplementedError
 
-    def _apply(self, params, inputs: jax.Array, label=None) -> jax.Array:
+    def _apply(self, params, inputs: jax.Array, label=None, *, rng=None) -> jax.Array:
+        """The conditionals' parameters [B, U, P]; ``rng``: a dropout key (training), None
+        for the exact, deterministic network."""
         raise NotImplementedError
+
+    @staticmethod
+    def _train_args(rng) -> dict:
+        """Keyword arguments of ``net.apply`` that turn dropout on with key ``rng``."""
+        return {} if rng is None else dict(train=True, rngs={"dropout": rng})
 
     def _init_net(self, rng, inputs, label):
         raise NotImplementedError
@@ -225,7 +244,15 @@ class _Autoregressive:
         return jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
 
     def _nll(self, params, batch, rng):
-        return -self.log_prob(params, batch, rng)
+        """-log p(x) [B] as trained: with dropout drawn from ``rng`` when ``dropout`` > 0
+        (``log_prob`` never drops)."""
+        if not self.config.dropout:
+            return -self.log_prob(params, batch, rng)
+        check_batch(self, batch)
+        levels = jnp.asarray(batch["image"])
+        out = self._apply(params, self._inputs(levels.astype(jnp.int32)), self._label(batch),
+                          rng=device_key(rng))
+        return -jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
 
     def loss(self, params, batch: dict, rng: jax.Array):
         """Mean negative log-likelihood per dimension (nats); metrics ``nll`` (nats per
@@ -290,7 +317,7 @@ class _Dense(_Autoregressive):
     def _init_net(self, rng, inputs, label):
         return self.net.init(rng, inputs)
 
-    def _apply(self, params, inputs, label=None):
+    def _apply(self, params, inputs, label=None, *, rng=None):
         return self.net.apply(params["net"], inputs)
 
 
@@ -329,7 +356,7 @@ class MADE(_Dense):
         self.masks = [np.stack(layer) for layer in zip(*masks)]     # each [M, fan_in, fan_out]
         self.positions = np.stack(positions)                        # [M, D]: position of dim d
         self.orders = np.argsort(self.positions, axis=1)            # [M, D]: dim visited at t
-        self.net = MADENetwork(c.hidden_dims, self.num_params)
+        self.net = MADENetwork(c.hidden_dims, self.num_params, dropout=c.dropout)
 
     def _masks(self, m):
         return [jnp.asarray(stack)[m] for stack in self.masks]
@@ -337,8 +364,9 @@ class MADE(_Dense):
     def _init_net(self, rng, inputs, label):
         return self.net.init(rng, inputs, self._masks(0))
 
-    def _apply(self, params, inputs, label=None, ordering=0):
-        return self.net.apply(params["net"], inputs, self._masks(ordering))
+    def _apply(self, params, inputs, label=None, ordering=0, *, rng=None):
+        return self.net.apply(params["net"], inputs, self._masks(ordering),
+                              **self._train_args(rng))
 
     def log_prob(self, params, batch, rng=None):
         """Exact log p(x) [B]: with M orderings, log (1/M) sum_m p_m(x)."""
@@ -353,10 +381,12 @@ class MADE(_Dense):
         return jax.nn.logsumexp(per_ordering, axis=0) - math.log(self.config.num_orderings)
 
     def _nll(self, params, batch, rng):
-        """Training draws one ordering per step (order-agnostic training)."""
+        """Training draws one ordering per step (order-agnostic training), and dropout
+        masks when ``dropout`` > 0."""
         m = jax.random.randint(rng, (), 0, self.config.num_orderings)
+        drop = device_key(jax.random.fold_in(rng, 1)) if self.config.dropout else None
         levels = jnp.asarray(batch["image"])
-        out = self._apply(params, self._inputs(levels.astype(jnp.int32)), None, m)
+        out = self._apply(params, self._inputs(levels.astype(jnp.int32)), None, m, rng=drop)
         return -jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
 
     def _sample_loop(self, params, rng, units, known, label, **unused):
@@ -391,7 +421,7 @@ class _Conv(_Autoregressive):
         groups = 1 if self.head == "mixture" else ch
         out = self.num_params * (1 if self.head == "mixture" else ch)
         kwargs = dict(features=c.features, num_layers=c.num_layers, first_kernel=c.first_kernel,
-                      kernel=c.kernel, num_color_groups=groups)
+                      kernel=c.kernel, num_color_groups=groups, dropout=c.dropout)
         self.net = self._network(out, kwargs)
 
     def _inputs(self, levels):
@@ -405,8 +435,8 @@ class _Conv(_Autoregressive):
     def _init_net(self, rng, inputs, label):
         return self.net.init(rng, inputs, *self._cond(label))
 
-    def _apply(self, params, inputs, label=None):
-        out = self.net.apply(params["net"], inputs, *self._cond(label))
+    def _apply(self, params, inputs, label=None, *, rng=None):
+        out = self.net.apply(params["net"], inputs, *self._cond(label), **self._train_args(rng))
         return out.reshape(out.shape[0], self.num_units, self.num_params)
 
 
@@ -437,8 +467,8 @@ class _Sequence(_Autoregressive):
     def _init_net(self, rng, inputs, label):
         return self.net.init(rng, inputs, *self._cond(label))
 
-    def _apply(self, params, inputs, label=None):
-        return self.net.apply(params["net"], inputs, *self._cond(label))
+    def _apply(self, params, inputs, label=None, *, rng=None):
+        return self.net.apply(params["net"], inputs, *self._cond(label), **self._train_args(rng))
 
 
 class WaveNetModel(_Sequence):
@@ -448,7 +478,7 @@ class WaveNetModel(_Sequence):
         super().__init__(config)
         c = config
         self.net = WaveNet(self.num_params, c.features, c.skip_features, c.num_layers,
-                           c.num_stacks)
+                           c.num_stacks, dropout=c.dropout)
 
     def _cond(self, label):
         return () if label is None else (jax.nn.one_hot(label, self.config.num_classes),)
@@ -466,15 +496,6 @@ class PixelTransformer(_Sequence):
 
     def _cond(self, label):
         return () if label is None else (label,)
-
-    def _nll(self, params, batch, rng):
-        """-log p(x) with dropout on (training); ``log_prob`` stays exact and deterministic."""
-        if not self.config.dropout:
-            return super()._nll(params, batch, rng)
-        levels = jnp.asarray(batch["image"])
-        out = self.net.apply(params["net"], self._inputs(levels.astype(jnp.int32)),
-                             self._label(batch), True, rngs={"dropout": device_key(rng)})
-        return -jnp.sum(self.unit_log_probs(out, self._units(levels)), axis=-1)
 
     def _sample_loop(self, params, rng, units, known, label, *, use_cache: bool = True):
         """One decode step per position from the key/value cache (known units are fed in

@@ -14,6 +14,9 @@
 * :class:`WaveNet`: dilated causal 1-D convolutions (dilations 1, 2, 4, ...),
   gated activations, residual and skip connections (van den Oord et al. 2016).
 
+Dropout (``dropout`` > 0) acts only in ``__call__(..., train=True)`` with a ``"dropout"``
+rng; it multiplies hidden units elementwise, so every mask (and causality) is unchanged.
+
 Colour ordering R -> G -> B inside a pixel follows :func:`genjax.core.masks.pixelcnn_mask`:
 channels are contiguous colour groups, and every layer keeps that grouping.
 """
@@ -78,7 +81,7 @@ class PixelCNN(nn.Module):
     """Plain PixelCNN: [B, H, W, C] in [-1, 1] -> [B, H, W, out_features].
 
     Layers: mask-A k0 x k0 conv, ``num_layers`` residual blocks
-    (ReLU, 1x1 B, ReLU, k x k B, ReLU, 1x1 B), then ReLU, 1x1 B, ReLU, 1x1 B.
+    (ReLU, 1x1 B, ReLU, k x k B, ReLU, [dropout], 1x1 B), then ReLU, 1x1 B, ReLU, 1x1 B.
     Output channel k belongs to colour group k * G // out_features.
     """
 
@@ -88,15 +91,17 @@ class PixelCNN(nn.Module):
     first_kernel: int = 7
     kernel: int = 3
     num_color_groups: int = 1
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         g, f = self.num_color_groups, self.features
+        drop = nn.Dropout(self.dropout, deterministic=not train)
         h = masked_conv(f, self.first_kernel, x.shape[-1], "A", g)(x)
         for _ in range(self.num_layers):
             y = masked_conv(f // 2, 1, f, "B", g)(nn.relu(h))
             y = masked_conv(f // 2, self.kernel, f // 2, "B", g)(nn.relu(y))
-            h = h + masked_conv(f, 1, f // 2, "B", g)(nn.relu(y))
+            h = h + masked_conv(f, 1, f // 2, "B", g)(drop(nn.relu(y)))
         h = masked_conv(f, 1, f, "B", g)(nn.relu(h))
         return masked_conv(self.out_features, 1, f, "B", g)(nn.relu(h))
 
@@ -125,16 +130,18 @@ class GatedPixelCNNLayer(nn.Module):
     down one row (rows < r only). Horizontal: a 1 x (k//2 + 1) convolution over
     columns c - k//2 .. c of row r whose last (centre) tap carries the colour
     mask, type A in the first layer; a residual connection except in the first
-    layer. ``cond`` [B, E] (a class embedding) is added to both gates.
+    layer. ``cond`` [B, E] (a class embedding) is added to both gates. Dropout (training)
+    acts on the horizontal stack's gated units, before its 1x1 output convolution.
     """
 
     features: int
     kernel: int = 3
     mask_type: str = "B"
     num_color_groups: int = 1
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, v, h, cond=None):
+    def __call__(self, v, h, cond=None, train: bool = False):
         f, k, g = self.features, self.kernel, self.num_color_groups
         half = k // 2
         v_in, h_in = v.shape[-1], h.shape[-1]
@@ -148,7 +155,8 @@ class GatedPixelCNNLayer(nn.Module):
             v_pre = v_pre + nn.Dense(2 * f, name="cond_v")(cond)[:, None, None, :]
             h_pre = h_pre + nn.Dense(2 * f, name="cond_h")(cond)[:, None, None, :]
         v_out = _gate(v_pre)
-        h_out = masked_conv(f, 1, f, "B", g, name="h_out")(_gate(h_pre))
+        gated = nn.Dropout(self.dropout, deterministic=not train)(_gate(h_pre))
+        h_out = masked_conv(f, 1, f, "B", g, name="h_out")(gated)
         if self.mask_type == "B":
             h_out = h + h_out
         return v_out, h_out
@@ -167,13 +175,15 @@ class GatedPixelCNN(nn.Module):
     first_kernel: int = 7
     kernel: int = 3
     num_color_groups: int = 1
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, cond: jax.Array | None = None,
+                 train: bool = False) -> jax.Array:
         g, f = self.num_color_groups, self.features
-        v, h = GatedPixelCNNLayer(f, self.first_kernel, "A", g)(x, x, cond)
+        v, h = GatedPixelCNNLayer(f, self.first_kernel, "A", g, self.dropout)(x, x, cond, train)
         for _ in range(self.num_layers):
-            v, h = GatedPixelCNNLayer(f, self.kernel, "B", g)(v, h, cond)
+            v, h = GatedPixelCNNLayer(f, self.kernel, "B", g, self.dropout)(v, h, cond, train)
         h = masked_conv(f, 1, f, "B", g)(nn.relu(h))
         return masked_conv(self.out_features, 1, f, "B", g)(nn.relu(h))
 
@@ -199,7 +209,7 @@ class WaveNet(nn.Module):
     dilations 2^0 .. 2^(num_layers-1):
 
         z = tanh(W_f *_d x + V_f h) * sigmoid(W_g *_d x + V_g h)
-        x <- x + W_r z,   skip += W_s z
+        x <- x + W_r z,   skip += W_s z       (z after dropout, in training)
 
     and the head ReLU, 1x1, ReLU, 1x1 on the sum of the skips. The receptive
     field is 1 + num_stacks * (2^num_layers - 1) (kernel 2).
@@ -211,9 +221,12 @@ class WaveNet(nn.Module):
     num_layers: int = 8
     num_stacks: int = 1
     kernel: int = 2
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, cond: jax.Array | None = None,
+                 train: bool = False) -> jax.Array:
+        drop = nn.Dropout(self.dropout, deterministic=not train)
         x = jnp.pad(x, ((0, 0), (1, 0), (0, 0)))[:, :-1]
         h = CausalConv1D(self.features, self.kernel)(x)
         skip = 0.0
@@ -222,7 +235,7 @@ class WaveNet(nn.Module):
                 pre = CausalConv1D(2 * self.features, self.kernel, 2 ** i)(h)
                 if cond is not None:
                     pre = pre + nn.Dense(2 * self.features)(cond)[:, None, :]
-                z = _gate(pre)
+                z = drop(_gate(pre))
                 h = h + nn.Dense(self.features)(z)
                 skip = skip + nn.Dense(self.skip_features)(z)
         y = nn.Dense(self.skip_features)(nn.relu(skip))
@@ -234,20 +247,23 @@ class MADENetwork(nn.Module):
     (so an ensemble of orderings shares one set of weights and picks its masks by index).
 
     x [B, D] -> [B, D, out_per_dim]; the last mask [H_L, D] is repeated for the
-    ``out_per_dim`` parameters of each output.
+    ``out_per_dim`` parameters of each output. Dropout (training) acts on every hidden layer.
     """
 
     hidden_dims: Sequence[int]
     out_per_dim: int
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array, masks: Sequence[jax.Array]) -> jax.Array:
+    def __call__(self, x: jax.Array, masks: Sequence[jax.Array],
+                 train: bool = False) -> jax.Array:
         d = x.shape[-1]
         h = x
         for i, size in enumerate(self.hidden_dims):
             kernel = self.param(f"kernel_{i}", nn.initializers.lecun_normal(), (h.shape[-1], size))
             bias = self.param(f"bias_{i}", nn.initializers.zeros, (size,))
             h = nn.relu(h @ (kernel * masks[i]) + bias)
+            h = nn.Dropout(self.dropout, deterministic=not train)(h)
         p = self.out_per_dim
         kernel = self.param("kernel_out", nn.initializers.lecun_normal(), (h.shape[-1], d * p))
         bias = self.param("bias_out", nn.initializers.zeros, (d * p,))
