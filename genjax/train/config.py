@@ -82,6 +82,10 @@ class OptimizerConfig:
                 f"optimizer.name must be adam, adamw, sgd or rmsprop, got {self.name!r}")
         if self.clip_weights < 0:
             raise ValueError(f"optimizer.clip_weights must be >= 0, got {self.clip_weights}")
+        if self.weight_decay < 0 or (self.weight_decay and self.name != "adamw"):
+            raise ValueError(
+                f"optimizer.weight_decay = {self.weight_decay} needs optimizer.name = 'adamw' "
+                f"(decoupled weight decay) and a value >= 0; the optimizer is {self.name!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"optimizer.schedule must be constant or cosine, got {self.schedule!r}")

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from genjax.models.protocol import Capabilities
 from genjax.train import step as step_lib
@@ -88,3 +89,16 @@ def test_gradient_clipping_is_applied_before_adam():
     plain = run(optax.adam(1.0))
     np.testing.assert_allclose(clipped[1], manual[1], rtol=1e-6)
     assert not np.allclose(clipped[1], plain[1], rtol=1e-3)
+
+
+def test_weight_decay_is_decoupled_and_needs_adamw():
+    """With a zero gradient, adamw's update is -lr * lambda * w exactly (decoupled decay:
+    it bypasses Adam's moments); any other optimizer refuses a weight decay."""
+    config = OptimizerConfig(name="adamw", learning_rate=0.1, weight_decay=0.01)
+    params = {"w": jnp.array([2.0, -1.0, 0.5])}
+    opt = make_optimizer(config, 10)
+    update, _ = opt.update({"w": jnp.zeros(3)}, opt.init(params), params)
+    np.testing.assert_allclose(update["w"], -0.1 * 0.01 * params["w"], rtol=1e-6)
+    for name in ("adam", "sgd", "rmsprop"):
+        with pytest.raises(ValueError, match="weight_decay"):
+            OptimizerConfig(name=name, weight_decay=0.01)
