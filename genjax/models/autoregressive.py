@@ -102,7 +102,13 @@ class FVSBNConfig(AutoregressiveConfig):
 @dataclasses.dataclass(frozen=True)
 class NADEConfig(AutoregressiveConfig):
     hidden_dim: int = 500
+    activation: str = "sigmoid"    # sigmoid (Larochelle & Murray 2011) | relu (Uria et al. 2016)
     _dropout = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.activation not in ("sigmoid", "relu"):
+            raise ValueError(f"activation must be sigmoid or relu, got {self.activation!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,11 +337,12 @@ class FVSBN(_Dense):
 
 
 class NADE(_Dense):
-    """NADE: h_d = sigma(c + W_{:,<d} x_<d), p(x_d | x_<d) from b_d + V_d h_d."""
+    """NADE: h_d = g(c + W_{:,<d} x_<d), p(x_d | x_<d) from b_d + V_d h_d (g: sigmoid or
+    ReLU)."""
 
     def __init__(self, config: NADEConfig):
         super().__init__(config)
-        self.net = NADENetwork(config.hidden_dim, self.num_params)
+        self.net = NADENetwork(config.hidden_dim, self.num_params, config.activation)
 
 
 class MADE(_Dense):

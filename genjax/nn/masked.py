@@ -293,14 +293,16 @@ class FVSBNNetwork(nn.Module):
 class NADENetwork(nn.Module):
     """NADE (Larochelle & Murray 2011) with weights shared across conditionals:
 
-        a_d = c + sum_{j<d} W_{:,j} x_j,   h_d = sigmoid(a_d),   f_d = b_d + V_d h_d,
+        a_d = c + sum_{j<d} W_{:,j} x_j,   h_d = g(a_d),   f_d = b_d + V_d h_d,
 
-    computed for all d at once by an exclusive cumulative sum over j: O(H D) per
-    example, not O(H D^2). x [B, D] -> [B, D, out_per_dim].
+    with g the sigmoid (Larochelle & Murray 2011) or ReLU (Uria et al. 2016, "Neural
+    Autoregressive Distribution Estimation"), computed for all d at once by an exclusive
+    cumulative sum over j: O(H D) per example, not O(H D^2). x [B, D] -> [B, D, out_per_dim].
     """
 
     hidden_dim: int
     out_per_dim: int
+    activation: str = "sigmoid"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -312,4 +314,5 @@ class NADENetwork(nn.Module):
         shifted = jnp.concatenate([jnp.zeros_like(x[..., :1]), x[..., :-1]], axis=-1)
         contrib = shifted[..., :, None] * jnp.concatenate([jnp.zeros_like(w[:1]), w[:-1]])
         a = c + jnp.cumsum(contrib, axis=-2)            # [B, D, H]: sum over j < d only
-        return jnp.einsum("...dh,dhp->...dp", nn.sigmoid(a), v) + b
+        g = nn.relu if self.activation == "relu" else nn.sigmoid
+        return jnp.einsum("...dh,dhp->...dp", g(a), v) + b

@@ -77,6 +77,25 @@ def test_probabilities_sum_to_one_on_3x3_binary(name):
     np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(logp)), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_nade_matches_its_conditionals_written_one_at_a_time(activation):
+    """f_d = b_d + V_d g(c + sum_{j<d} W_j x_j), each d computed on its own in numpy."""
+    from genjax.nn.masked import NADENetwork
+
+    d, h = 6, 5
+    net = NADENetwork(h, 1, activation)
+    x = np.random.default_rng(0).normal(size=(3, d)).astype(np.float32)
+    params = net.init(jax.random.key(0), x)
+    params = _perturb(params, jax.random.key(1))
+    out = np.asarray(net.apply(params, x))[..., 0]
+    p = {k: np.asarray(v, np.float64) for k, v in params["params"].items()}
+    g = (lambda a: np.maximum(a, 0)) if activation == "relu" else (lambda a: 1 / (1 + np.exp(-a)))
+    for k in range(d):
+        a = p["c"] + x[:, :k] @ p["W"][:k]
+        np.testing.assert_allclose(out[:, k], g(a) @ p["V"][k, :, 0] + p["b"][k, 0],
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_mixture_output_sums_to_one_over_rgb_levels():
     model = build("gated_pixelcnn", (1, 2, 3), 3, output="mixture", num_mixtures=2)
     params = _init(model, (1, 2, 3))
@@ -172,6 +191,8 @@ def test_config_errors():
         build("nade", output="mixture")
     with pytest.raises(ValueError, match="output"):
         build("pixelcnn", output="gaussian")
+    with pytest.raises(ValueError, match="activation"):
+        build("nade", activation="tanh")
     with pytest.raises(ValueError, match="dropout is available"):
         build("nade", dropout=0.1)
     with pytest.raises(ValueError, match="dropout must be"):
