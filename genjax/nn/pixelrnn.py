@@ -30,7 +30,10 @@ layer's input x and a *state-to-state* convolution of the previous hidden state.
   map and sees the quadrant above-right, *including the pixels right of (r, c) in row
   r*, which come later; its output is therefore shifted down one row before the two
   are added, so (r, c) reads the right-to-left state of (r - 1, c). Together they cover
-  every row above and the pixels left in the current row: no blind spot.
+  every row above and the pixels left in the current row: no blind spot. (A feature
+  at (r', c') may depend only on pixels before (r', c'), so the last pixel of row r - 1
+  reaches (r, c) only through the first, mask-A k0 x k0 convolution: it is seen iff
+  c + k0 // 2 >= W - 1. Every other pixel before (r, c) is.)
 * :class:`PixelRNN`: a mask-A k0 x k0 convolution, ``num_layers`` recurrent layers with
   residual connections (the LSTM's F/2-channel output is mapped back to F channels by a
   1 x 1 mask-B convolution and added to its input), then ReLU, 1 x 1 B, ReLU, 1 x 1 B.
