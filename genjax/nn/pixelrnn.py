@@ -129,13 +129,16 @@ class RowLSTMLayer(nn.Module):
         k_ss = self.param("state_to_state", nn.initializers.lecun_normal(), ss_mask.shape)
         bias = self.param("bias", _gate_bias, (4 * f,))
         z_in = _conv2d(x, k_is * jnp.asarray(is_mask, x.dtype)) + bias      # [B, H, W, 4F]
-        k_ss = k_ss * jnp.asarray(ss_mask, x.dtype)
+        s, half = self.state_kernel, self.state_kernel // 2
+        k_ss = (k_ss * jnp.asarray(ss_mask, x.dtype)).reshape(s * f, 4 * f)
 
         def row(carry, z_row):                                            # z_row [B, W, 4F]
+            # The width-s convolution of h_{r-1} as one matmul of its s shifted copies
+            # (tap t reads column c + t - s//2; XLA:CPU runs this far faster in a loop).
             h, c = carry
-            z = z_row + jax.lax.conv_general_dilated(
-                h, k_ss, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
-            h, c = lstm_step(z, c)
+            padded = jnp.pad(h, ((0, 0), (half, half), (0, 0)))
+            taps = jnp.concatenate([padded[:, t:t + w] for t in range(s)], axis=-1)
+            h, c = lstm_step(z_row + taps @ k_ss, c)
             return (h, c), h
 
         zeros = jnp.zeros((b, w, f), x.dtype)
@@ -164,14 +167,15 @@ class DiagonalLSTM(nn.Module):
     def __call__(self, z: jax.Array) -> jax.Array:
         b, h, w, _ = z.shape
         f = self.features
-        mask = jnp.asarray(_four_blocks(center_mask(f, f, "B", self.num_color_groups)), z.dtype)
-        k_above = self.param("state_above", nn.initializers.lecun_normal(), (f, 4 * f)) * mask
-        k_same = self.param("state_same", nn.initializers.lecun_normal(), (f, 4 * f)) * mask
+        mask = _four_blocks(center_mask(f, f, "B", self.num_color_groups))
+        mask = jnp.asarray(np.stack([mask, mask]), z.dtype)                # [above, same]
+        k_ss = self.param("state_to_state", nn.initializers.lecun_normal(), (2, f, 4 * f))
+        k_ss = (k_ss * mask).reshape(2 * f, 4 * f)
 
         def column(carry, z_col):                                         # z_col [B, H, 4F]
             hid, c = carry
             above = jnp.pad(hid, ((0, 0), (1, 0), (0, 0)))[:, :-1]
-            hid, c = lstm_step(z_col + above @ k_above + hid @ k_same, c)
+            hid, c = lstm_step(z_col + jnp.concatenate([above, hid], -1) @ k_ss, c)
             return (hid, c), hid
 
         zeros = jnp.zeros((b, h, f), z.dtype)
