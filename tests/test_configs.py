@@ -55,7 +55,7 @@ def test_token_prior_digits_takes_text_conditioning():
 
 
 AUTOREGRESSIVE = ["fvsbn", "nade", "made", "pixelcnn", "gated_pixelcnn", "wavenet",
-                  "pixel_transformer"]
+                  "pixel_transformer", "row_lstm", "diagonal_bilstm"]
 
 
 @pytest.mark.parametrize("dataset", ["binarized_digits", "digits", "digits16", "shapes"])

@@ -39,6 +39,8 @@ The models:
 * ``gated_pixelcnn``: vertical + horizontal stacks (no blind spot), class-conditional.
 * ``wavenet``: dilated causal 1-D convolutions over the raster sequence.
 * ``pixel_transformer``: a decoder-only transformer over the raster sequence.
+* ``row_lstm``: PixelRNN's Row LSTM, rows top to bottom (a triangular receptive field).
+* ``diagonal_bilstm``: PixelRNN's Diagonal BiLSTM, both diagonal directions (no blind spot).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from genjax.core.random import device_key, init_key
 from genjax.nn.masked import (FVSBNNetwork, GatedPixelCNN, MADENetwork, NADENetwork, PixelCNN,
                               WaveNet)
 from genjax.models.protocol import Capabilities, check_batch
+from genjax.nn.pixelrnn import PixelRNN
 from genjax.nn.transformer import CausalTransformer
 
 _OUTPUTS = ("auto", "categorical", "mixture")
@@ -532,3 +535,30 @@ class PixelTransformer(_Sequence):
         units = self._sample_loop(params, rng, units, known, self._label(cond, num_samples),
                                   use_cache=use_cache)
         return self._image(units).astype(jnp.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelRNNConfig(PixelCNNConfig):
+    features: int = 32             # channels between layers (the LSTMs have features / 2)
+    num_layers: int = 2            # residual Row LSTM / Diagonal BiLSTM layers
+    kernel: int = 3                # Row LSTM input-to-state width (Diagonal BiLSTM: 1x1)
+
+
+class RowLSTMModel(_Conv):
+    """PixelRNN with Row LSTM layers: an LSTM over the rows, top to bottom, whose state
+    at (r, c) reads the current row left of c (masked 1 x k convolution) and the previous
+    row's states at c - 1 .. c + 1."""
+
+    def _network(self, out, kwargs):
+        return PixelRNN(out, kind="row_lstm", **kwargs)
+
+
+class DiagonalBiLSTMModel(_Conv):
+    """PixelRNN with Diagonal BiLSTM layers: LSTMs along the diagonals of the skewed map in
+    both directions, the right-to-left one shifted down a row; output (r, c) sees the
+    rows above and the pixels left of c: no blind spot (only the last pixel of row
+    r - 1, which a feature map can carry no further than row r, is out of the first
+    convolution's reach when c + first_kernel // 2 < W - 1)."""
+
+    def _network(self, out, kwargs):
+        return PixelRNN(out, kind="diagonal_bilstm", **kwargs)

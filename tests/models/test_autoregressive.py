@@ -20,6 +20,8 @@ TINY = {
     "gated_pixelcnn": dict(features=24, num_layers=1, first_kernel=3),
     "wavenet": dict(features=8, skip_features=8, num_layers=2),
     "pixel_transformer": dict(dim=16, num_layers=1, num_heads=2),
+    "row_lstm": dict(features=12, num_layers=1, first_kernel=3),
+    "diagonal_bilstm": dict(features=12, num_layers=1, first_kernel=3),
 }
 
 

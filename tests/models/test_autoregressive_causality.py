@@ -65,6 +65,8 @@ def _check_causal(model, dep, shape, positions=None):
 CASES = [(name, (2, 3, 1), 2, {}) for name in TINY] + [
     ("made", (1, 2, 3), 3, {}),
     ("pixelcnn", (2, 2, 3), 3, {}),
+    ("row_lstm", (2, 2, 3), 3, {}),
+    ("diagonal_bilstm", (2, 2, 3), 3, {}),
     ("gated_pixelcnn", (2, 2, 3), 3, dict(num_classes=3)),
     ("gated_pixelcnn", (2, 2, 3), 4, dict(output="mixture", num_mixtures=2)),
 ]
@@ -82,3 +84,47 @@ def test_causality_by_jacobian(name, shape, levels, kw):
     if name == "made":   # the first ordering is a random permutation
         positions = model.positions[0]
     _check_causal(model, dep, shape, positions)
+
+
+def _receptive_field(name, shape=(3, 5, 1)):
+    """bool [H, W, H, W]: does output pixel (r, c) depend on input pixel (r', c')."""
+    model = build(name, shape)
+    dep = _dependence(model, _init(model, shape), shape, 2)
+    return dep.reshape(shape[:2] + shape[:2])
+
+
+def test_diagonal_bilstm_sees_every_pixel_before_it():
+    """One Diagonal BiLSTM layer after a 3x3 mask-A convolution: output (r, c) depends on
+    exactly the pixels before it, except the last one of row r - 1 when c + 1 < W - 1
+    (the only pixel a feature map cannot carry to (r, c), see genjax/nn/pixelrnn.py)."""
+    h, w = 3, 5
+    dep = _receptive_field("diagonal_bilstm", (h, w, 1))
+    for r, c in np.ndindex(h, w):
+        expect = np.arange(h * w).reshape(h, w) < r * w + c
+        if r and c + 1 < w - 1:
+            expect[r - 1, w - 1] = False
+        np.testing.assert_array_equal(dep[r, c], expect, err_msg=f"output {(r, c)}")
+
+
+@pytest.mark.slow
+def test_pixelcnn_of_the_same_size_has_a_blind_spot():
+    """The contrast to the test above: a PixelCNN (3x3 mask A, one 3x3 mask-B block) misses
+    (r - 1, c + 2), which the Diagonal BiLSTM sees."""
+    dep = _receptive_field("pixelcnn", (3, 5, 1))
+    assert not dep[1, 0, 0, 2] and not dep[2, 1, 1, 3]
+    assert dep[1, 0, 0, 1] and dep[2, 1, 1, 2]
+
+
+def test_row_lstm_sees_a_triangle_above():
+    """One Row LSTM layer (input-to-state width 3, state-to-state width 3) after a 3x3
+    mask-A convolution: the state at row r reads the inputs at c - 1 .. c and the states
+    of row r - 1 at c - 1 .. c + 1, so output (r, c) sees row r - d at columns
+    c - d - 2 .. c + d for d >= 1 and row r at c - 2 .. c - 1: a triangle above."""
+    h, w = 3, 5
+    dep = _receptive_field("row_lstm", (h, w, 1))
+    for r, c in np.ndindex(h, w):
+        expect = np.zeros((h, w), bool)
+        expect[r, max(c - 2, 0):c] = True
+        for d in range(1, r + 1):
+            expect[r - d, max(c - d - 2, 0):c + d + 1] = True
+        np.testing.assert_array_equal(dep[r, c], expect, err_msg=f"output {(r, c)}")

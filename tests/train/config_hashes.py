@@ -35,6 +35,8 @@ CONFIGS = {
     "glow_digits": dict(num_scales=2, steps_per_scale=2, hidden=16),
     "made": dict(hidden_dims=(64,)),
     "pixelcnn": dict(features=8, num_layers=2),
+    "row_lstm": dict(features=8, num_layers=1),
+    "diagonal_bilstm": dict(features=8, num_layers=1),
 }
 
 
