@@ -14,7 +14,7 @@ inside one jitted function, each step re-running the network on the canvas
 cache). ``complete`` samples the rest of an image below its known top rows.
 
 Regularisation: ``dropout`` > 0 (MADE, PixelCNN, Gated PixelCNN, WaveNet, the
-transformer) drops hidden units in the training loss only; ``log_prob`` and the
+transformer, PixelRNN) drops hidden units in the training loss only; ``log_prob`` and the
 samplers run the exact, deterministic network. Weight decay is the optimizer's
 (``optimizer.name = "adamw"``, ``optimizer.weight_decay``).
 
@@ -90,8 +90,8 @@ class AutoregressiveConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dropout and not self._dropout:
-            raise ValueError("dropout is available for made, pixelcnn, gated_pixelcnn, wavenet "
-                             "and pixel_transformer")
+            raise ValueError("dropout is available for made, pixelcnn, gated_pixelcnn, wavenet, "
+                             "pixel_transformer, row_lstm and diagonal_bilstm")
         if self.num_classes and not self._conditional:
             raise ValueError("this model is not class-conditional: set num_classes=0 (use "
                              "gated_pixelcnn, wavenet or pixel_transformer)")

@@ -221,7 +221,8 @@ class PixelRNN(nn.Module):
     ``diagonal_bilstm``, features/2 hidden channels, W_1x1 mask B); then ReLU, 1x1 B,
     ReLU, 1x1 B. ``kernel`` is the Row LSTM's input-to-state width (the Diagonal BiLSTM's
     input-to-state is 1 x 1). Output channel k belongs to colour group
-    k * G // out_features.
+    k * G // out_features. Dropout (``train=True``, a ``"dropout"`` rng) acts on each
+    LSTM's output before its 1 x 1 convolution.
     """
 
     out_features: int
@@ -231,9 +232,10 @@ class PixelRNN(nn.Module):
     first_kernel: int = 7
     kernel: int = 3
     num_color_groups: int = 1
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         g, f = self.num_color_groups, self.features
@@ -243,6 +245,7 @@ class PixelRNN(nn.Module):
                 y = RowLSTMLayer(f // 2, self.kernel, num_color_groups=g)(h)
             else:
                 y = DiagonalBiLSTMLayer(f // 2, g)(h)
+            y = nn.Dropout(self.dropout, deterministic=not train)(y)
             h = h + masked_conv(f, 1, f // 2, "B", g)(y)
         h = masked_conv(f, 1, f, "B", g)(nn.relu(h))
         return masked_conv(self.out_features, 1, f, "B", g)(nn.relu(h))

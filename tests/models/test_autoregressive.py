@@ -148,7 +148,8 @@ def test_kv_cache_sampler_equals_recompute():
 
 @pytest.mark.parametrize("name", ["made", "pixelcnn", "pixel_transformer",
                                   pytest.param("gated_pixelcnn", marks=pytest.mark.slow),
-                                  pytest.param("wavenet", marks=pytest.mark.slow)])
+                                  pytest.param("wavenet", marks=pytest.mark.slow),
+                                  pytest.param("row_lstm", marks=pytest.mark.slow)])
 def test_dropout_acts_in_the_loss_only(name):
     """The loss with dropout changes with its key and differs from the exact one; log_prob
     (and so the samplers' network) is the dropout-free model's, bit for bit."""
