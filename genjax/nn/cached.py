@@ -94,6 +94,10 @@ class _Steps:
         h, w, _ = self.image_shape
         return h * w * self.units_per_pixel
 
+    def start_row(self, weights: dict, state: dict, r) -> dict:
+        """Work done once per image row r, before its first unit (none here)."""
+        return state
+
     def _unit_output(self, out: jax.Array, sub) -> jax.Array:
         """The output parameters [B, P] of unit ``sub`` of a pixel's outputs [B, upp * P]."""
         out = out.reshape(out.shape[0], self.units_per_pixel, -1)
@@ -230,6 +234,11 @@ class GatedPixelCNNSteps(_Steps):
             state["cond_h"] = [_dense(cond, layer["cond_h"]) for layer in weights["layers"]]
         return state
 
+    def start_row(self, weights: dict, state: dict, r) -> dict:
+        """Row r - 1 is complete: its vertical stack (nothing to do in row 0)."""
+        return jax.lax.cond(r > 0, lambda s: self._vertical_row(weights, s, r - 1),
+                            lambda s: s, state)
+
     def _vertical_row(self, weights: dict, state: dict, q) -> dict:
         """Every layer's vertical stack at row q (complete): the next layers' vertical
         inputs and the horizontal stack's V term for row q + 1."""
@@ -253,8 +262,6 @@ class GatedPixelCNNSteps(_Steps):
 
     def step(self, weights: dict, state: dict, t) -> tuple[jax.Array, dict]:
         r, col, sub = _position(t, self.units_per_pixel, self.image_shape[1])
-        state = jax.lax.cond((r > 0) & (col == 0) & (sub == 0),
-                             lambda s: self._vertical_row(weights, s, r - 1), lambda s: s, state)
         rows, h = list(state["h"]), None
         for i, (layer, k) in enumerate(zip(weights["layers"], self.kernels)):
             p = k // 2
@@ -360,7 +367,8 @@ class WaveNetSteps(_Steps):
 
 def sample_units(steps: _Steps, params: dict, units: jax.Array, known: jax.Array,
                  cond: jax.Array | None, draw: Callable, encode: Callable) -> jax.Array:
-    """Ancestral sampling from the caches in one ``lax.fori_loop`` over every unit.
+    """Ancestral sampling from the caches in one jitted loop over the image rows, each a
+    ``lax.fori_loop`` over the row's units.
 
     Args:
       steps: the cached network (:class:`PixelCNNSteps`, ...).
@@ -377,16 +385,22 @@ def sample_units(steps: _Steps, params: dict, units: jax.Array, known: jax.Array
       int32 [B, U, unit_size].
     """
     weights = steps.weights(params["params"])
-    state = steps.init(weights, units.shape[0], cond)
+    per_row = steps.num_units // steps.image_shape[0]
 
-    def body(t, carry):
+    def unit(t, carry):
         units, state = carry
         out, state = steps.step(weights, state, t)
         new = jnp.where(known[t], units[:, t], draw(t, out))
         state = steps.write(weights, state, t, encode(new))
         return jax.lax.dynamic_update_index_in_dim(units, new, t, axis=1), state
 
-    units, _ = jax.lax.fori_loop(0, steps.num_units, body, (units, state))
+    def row(r, carry):
+        units, state = carry
+        state = steps.start_row(weights, state, r)
+        return jax.lax.fori_loop(r * per_row, (r + 1) * per_row, unit, (units, state))
+
+    state = steps.init(weights, units.shape[0], cond)
+    units, _ = jax.lax.fori_loop(0, steps.image_shape[0], row, (units, state))
     return units
 
 
@@ -396,11 +410,16 @@ def teacher_forced(steps: _Steps, params: dict, units: jax.Array, cond: jax.Arra
     [B, U, unit_size]), one step at a time from the caches: what the full network
     computes in one pass, up to float rounding."""
     weights = steps.weights(params["params"])
-    state = steps.init(weights, units.shape[0], cond)
+    height = steps.image_shape[0]
+    per_row = steps.num_units // height
 
-    def body(state, t):
+    def unit(state, t):
         out, state = steps.step(weights, state, t)
         return steps.write(weights, state, t, encode(units[:, t])), out
 
-    _, outs = jax.lax.scan(body, state, jnp.arange(steps.num_units))
-    return jnp.moveaxis(outs, 0, 1)
+    def row(state, r):
+        state = steps.start_row(weights, state, r)
+        return jax.lax.scan(unit, state, r * per_row + jnp.arange(per_row))
+
+    _, outs = jax.lax.scan(row, steps.init(weights, units.shape[0], cond), jnp.arange(height))
+    return jnp.moveaxis(outs.reshape((steps.num_units,) + outs.shape[2:]), 0, 1)
