@@ -11,24 +11,28 @@ unit (per layer), and the same outputs as the full network up to float rounding.
 
 Each network below is described by a small frozen dataclass of hyperparameters
 that reads the network's Flax parameter tree (``params["params"]`` as built by
-:mod:`genjax.nn.masked`) and implements
+:mod:`genjax.nn.masked`, so it holds for any module that keeps those parameters)
+and implements
 
 * ``weights(params)``: the masked kernels, flattened for one position (computed
   once per sampling call, outside the loop);
 * ``init(weights, batch, cond)``: the empty caches (zeros, which are also the
-  networks' zero padding);
+  networks' zero padding) and the class-conditioning terms;
+* ``start_row(weights, state, r)``: work done once per image row, before its
+  first unit (the Gated PixelCNN's vertical stack of the row above);
 * ``step(weights, state, t) -> (out [B, P], state)``: the output parameters of
   unit t from the units < t already written, writing the activations of the
   current position into the caches;
-* ``write(state, t, x)``: the network inputs x of unit t once it is drawn.
+* ``write(weights, state, t, x)``: the network inputs x of unit t once drawn.
 
 A *unit* is a sub-pixel (``unit_size`` = 1, C units per pixel with the colour
 groups R -> G -> B) or a whole pixel (``unit_size`` = C, the mixture output), in
 raster order. Within a pixel the step recomputes the whole pixel's activations at
 each of its units; a colour group's activations depend on the earlier groups
 only, so the last recomputation leaves the cache exact. :func:`sample_units`
-runs the ancestral sampler in one ``lax.fori_loop``, :func:`teacher_forced` the
-outputs of every unit on given data (a check of the cache).
+runs the ancestral sampler in one jitted loop (rows, then the units of a row),
+:func:`teacher_forced` the outputs of every unit on given data (a check of the
+cache against the network's single pass).
 """
 
 from __future__ import annotations
