@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from genjax.nn import cached
-from tests.models.test_autoregressive import _perturb, build
+from tests.models.test_autoregressive import build
 
 # (model, image shape, levels, extra config): binary, 4-level sub-pixels with RGB colour
 # groups, the per-pixel mixture, class conditioning.
@@ -21,12 +21,20 @@ CASES = {
 
 
 def _setup(name, shape, levels, **kw):
+    """The model and random parameters: shapes from tracing ``init`` (nothing to compile),
+    kernels N(0, 1 / fan_in) and biases N(0, 0.3^2) from numpy."""
     model = build(name, shape, levels, **kw)
     batch = {"image": np.zeros((2,) + shape, np.uint8)}
     if model.config.num_classes:
         batch["label"] = np.zeros((2,), np.int32)
-    params = _perturb(jax.jit(model.init)(jax.random.key(0), batch), jax.random.key(1))
-    return model, params
+    shapes = jax.eval_shape(model.init, jax.random.key(0), batch)
+    rng = np.random.RandomState(0)
+
+    def draw(leaf):
+        scale = 0.3 if len(leaf.shape) == 1 else 1 / np.sqrt(np.prod(leaf.shape[:-1]))
+        return jnp.asarray(scale * rng.standard_normal(leaf.shape), leaf.dtype)
+
+    return model, jax.tree.map(draw, shapes)
 
 
 def _labels(model, n):
@@ -99,11 +107,16 @@ def test_cached_sampler_equals_rerun(case):
 
 
 def test_model_sample_uses_the_cache_by_default():
+    """``sample`` and ``complete`` trace the cached sampler unless told otherwise: no
+    convolution over the canvas in the program (the re-run sampler has one)."""
     model, params = _setup("wavenet", (3, 3, 1), 2)
-    sample = jax.jit(model.sample, static_argnums=2, static_argnames="use_cache")
-    a = sample(params, jax.random.key(5), 4)
-    b = sample(params, jax.random.key(5), 4, use_cache=False)
-    np.testing.assert_array_equal(a, b)
-    assert a.dtype == jnp.uint8 and a.shape == (4, 3, 3, 1)
-    lowered = jax.jit(lambda p, k: model.sample(p, k, 4)).lower(params, jax.random.key(5))
-    assert "convolution" not in lowered.as_text()     # the canvas is never re-run
+    key, image = jax.random.key(5), jnp.zeros((4, 3, 3, 1), jnp.uint8)
+
+    def program(fn, *args):
+        return jax.jit(fn).lower(params, key, *args).as_text()
+
+    default = program(lambda p, k: model.sample(p, k, 4))
+    assert default == program(lambda p, k: model.sample(p, k, 4, use_cache=True))
+    assert "convolution" not in default
+    assert "convolution" in program(lambda p, k: model.sample(p, k, 4, use_cache=False))
+    assert "convolution" not in program(lambda p, k, x: model.complete(p, k, x, 1), image)
