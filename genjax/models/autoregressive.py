@@ -12,7 +12,8 @@ dimension. Sampling is sequential: one ``lax.fori_loop`` over the positions
 inside one jitted function, each step re-running the network on the canvas
 (the transformer instead decodes one position at a time from a key/value
 cache, and PixelCNN, Gated PixelCNN and WaveNet compute one position per layer
-from caches of their activations, :mod:`genjax.nn.cached`). ``complete`` samples the rest of an image below its known top rows.
+from caches of their activations, :mod:`genjax.nn.cached`). ``complete``
+samples the rest of an image below its known top rows.
 
 Output distributions (``output`` in the config), on the data's L levels:
 
