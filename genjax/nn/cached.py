@@ -176,7 +176,8 @@ class GatedPixelCNNSteps(_Steps):
     horizontal stack reads it only through a one-row shift (row r - 1 at row r).
     So when a row q is complete (at the first unit of row q + 1) every layer's
     vertical stack is computed for row q at once, a (k//2 + 1) x k convolution of
-    the cached rows q - k//2 .. q of that layer's vertical input; that gives the
+    the rows q - k//2 .. q of that layer's vertical input (the image, or a buffer
+    of the last k//2 + 1 rows, shifted up by one row each time); that gives the
     next layer's vertical input for row q and the term V (v_pre) that every
     position of row q + 1 adds to its horizontal stack. The horizontal stack is
     computed one position at a time from the current row's inputs of each layer
@@ -225,9 +226,10 @@ class GatedPixelCNNSteps(_Steps):
         f = weights["layers"][0]["h_out"][0].shape[0]
         pads = [k // 2 for k in self.kernels]
         state = {
-            # vertical inputs, zero-padded; layer 0's is the image (also read by its h stack)
-            "v": [jnp.zeros((batch, h + p, w + 2 * p, c if i == 0 else f))
-                  for i, p in enumerate(pads)],
+            # the image, zero-padded: layer 0's vertical and horizontal input
+            "x": jnp.zeros((batch, h + pads[0], w + 2 * pads[0], c)),
+            # the last k//2 + 1 rows of the vertical inputs of layers >= 1, zero-padded
+            "v": [jnp.zeros((batch, p + 1, w + 2 * p, f)) for p in pads[1:]],
             # horizontal inputs of layers >= 1 in the current row, padded on the left
             "h": [jnp.zeros((batch, w + p, f)) for p in pads[1:]],
             # V (shifted v_pre) for the current row: the bias alone in row 0
@@ -248,20 +250,20 @@ class GatedPixelCNNSteps(_Steps):
         inputs and the horizontal stack's V term for row q + 1."""
         v, vh = list(state["v"]), []
         pads = [k // 2 for k in self.kernels]
+        x = state["x"]
+        rows = jax.lax.dynamic_slice(x, (0, q, 0, 0), (x.shape[0], pads[0] + 1) + x.shape[2:])
         for i, layer in enumerate(weights["layers"]):
-            b, _, wide, cin = v[i].shape
-            rows = jax.lax.dynamic_slice(v[i], (0, q, 0, 0), (b, pads[i] + 1, wide, cin))
             kernel, bias = layer["vertical"]
             pre = jax.lax.conv_general_dilated(rows, kernel, (1, 1), "VALID",
                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
             pre = pre[:, 0] + bias                                      # [B, W, 2F]
             vh.append(_dense(pre, layer["v_to_h"]))
-            if i + 1 < len(v):
+            if i < len(v):
                 if "cond_v" in state:
                     pre = pre + state["cond_v"][i][:, None, :]
                 p = pads[i + 1]
-                v[i + 1] = jax.lax.dynamic_update_slice(v[i + 1], _gate(pre)[:, None],
-                                                        (0, q + p, p, 0))
+                new = jnp.pad(_gate(pre), ((0, 0), (p, p), (0, 0)))[:, None]
+                rows = v[i] = jnp.concatenate([v[i][:, 1:], new], axis=1)
         return dict(state, v=v, vh=vh)
 
     def step(self, weights: dict, state: dict, t) -> tuple[jax.Array, dict]:
@@ -270,7 +272,7 @@ class GatedPixelCNNSteps(_Steps):
         for i, (layer, k) in enumerate(zip(weights["layers"], self.kernels)):
             p = k // 2
             if i == 0:
-                x = state["v"][0]
+                x = state["x"]
                 window = _window(x, (r + p, col, 0), (1, p + 1, x.shape[-1]))
             else:
                 rows[i - 1] = _put(rows[i - 1], h, (col + p, 0))
@@ -288,8 +290,7 @@ class GatedPixelCNNSteps(_Steps):
     def write(self, weights: dict, state: dict, t, x: jax.Array) -> dict:
         p0 = self.first_kernel // 2
         r, col, sub = _position(t, self.units_per_pixel, self.image_shape[1])
-        image = _put(state["v"][0], x, (r + p0, col + p0, sub * self.unit_size))
-        return dict(state, v=[image] + state["v"][1:])
+        return dict(state, x=_put(state["x"], x, (r + p0, col + p0, sub * self.unit_size)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,9 +334,9 @@ class WaveNetSteps(_Steps):
     def init(self, weights: dict, batch: int, cond=None) -> dict:
         k = self.kernel
         kernel = weights["input"][0]
-        f, size = kernel.shape[1], kernel.shape[0] // k
-        state = {"last": jnp.zeros((batch, size)),
-                 "queues": [jnp.zeros((batch, (k - 1), size))]
+        f, vocab = kernel.shape[1], kernel.shape[0] // k
+        state = {"last": jnp.zeros((batch, vocab)),
+                 "queues": [jnp.zeros((batch, k - 1, vocab))]
                  + [jnp.zeros((batch, (k - 1) * d, f)) for d in self.dilations]}
         if cond is not None:
             state["cond"] = [_dense(cond, layer["cond"]) for layer in weights["layers"]]
