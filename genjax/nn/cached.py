@@ -298,10 +298,11 @@ class WaveNetSteps(_Steps):
     """Cached :class:`genjax.nn.masked.WaveNet` over the raster sequence (unit_size 1).
 
     A causal convolution with kernel k and dilation d reads its input at t, t - d,
-    ..., t - (k - 1) d: each one keeps a queue of its last (k - 1) d inputs, a
-    circular buffer [B, (k - 1) d, F] where the input of step t lives in slot
-    t mod (k - 1) d (read the old entries, then overwrite the oldest). Step t sees
-    the network input shifted by one, the unit t - 1 written last (zeros at t = 0).
+    ..., t - (k - 1) d: each one keeps a queue of its last (k - 1) d + 1 inputs, a
+    circular buffer [B, (k - 1) d + 1, F] where the input of step t goes to slot
+    t mod ((k - 1) d + 1) before the k taps are read (writing first and reading
+    after lets the loop update the buffer in place). Step t sees the network input
+    shifted by one, the unit t - 1 written last (zeros at t = 0).
     """
 
     num_layers: int = 8
@@ -336,20 +337,20 @@ class WaveNetSteps(_Steps):
         kernel = weights["input"][0]
         f, vocab = kernel.shape[1], kernel.shape[0] // k
         state = {"last": jnp.zeros((batch, vocab)),
-                 "queues": [jnp.zeros((batch, k - 1, vocab))]
-                 + [jnp.zeros((batch, (k - 1) * d, f)) for d in self.dilations]}
+                 "queues": [jnp.zeros((batch, k, vocab))]
+                 + [jnp.zeros((batch, (k - 1) * d + 1, f)) for d in self.dilations]}
         if cond is not None:
             state["cond"] = [_dense(cond, layer["cond"]) for layer in weights["layers"]]
         return state
 
     def _causal(self, conv, queue, x, t, d):
-        """One output of a causal convolution with dilation d at step t, and the queue
-        with x (its input at t) in."""
-        size = self.kernel * d - d
+        """One output of a causal convolution with dilation d at step t (input x), and
+        the queue with x in."""
+        size = queue.shape[1]
+        queue = jax.lax.dynamic_update_index_in_dim(queue, x, t % size, axis=1)
         taps = [jax.lax.dynamic_index_in_dim(queue, (t - m * d) % size, 1, keepdims=False)
-                for m in range(self.kernel - 1, 0, -1)]
-        y = _dense(jnp.concatenate(taps + [x], axis=-1), conv)
-        return y, jax.lax.dynamic_update_index_in_dim(queue, x, t % size, axis=1)
+                for m in range(self.kernel - 1, -1, -1)]
+        return _dense(jnp.concatenate(taps, axis=-1), conv), queue
 
     def step(self, weights: dict, state: dict, t) -> tuple[jax.Array, dict]:
         queues = list(state["queues"])
