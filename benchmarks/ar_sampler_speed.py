@@ -20,7 +20,8 @@ from ml_collections import config_flags
 from timing import best_seconds
 
 from genjax.models import build
-from genjax.models.autoregressive import PixelTransformer
+from genjax.models.autoregressive import (GatedPixelCNNModel, PixelCNNModel, PixelTransformer,
+                                          WaveNetModel)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "An autoregressive config file.",
                                           lock_config=True)
@@ -42,7 +43,11 @@ def main(_):
     label = model._label(None, n)
     rng = jax.random.key(1)
 
-    fori = jax.jit(lambda p, k: model.sample(p, k, n, label))
+    # the one-jit loop that re-runs the network (not the activation caches of
+    # benchmarks/ar_cached_sampling.py), like the Python loop below
+    rerun = {"use_cache": False} if isinstance(
+        model, (PixelCNNModel, GatedPixelCNNModel, WaveNetModel)) else {}
+    fori = jax.jit(lambda p, k: model.sample(p, k, n, label, **rerun))
 
     @jax.jit
     def one_step(p, units, t, k):

@@ -11,7 +11,9 @@ and computes all D conditionals in one pass on the data (teacher forcing), so
 dimension. Sampling is sequential: one ``lax.fori_loop`` over the positions
 inside one jitted function, each step re-running the network on the canvas
 (the transformer instead decodes one position at a time from a key/value
-cache). ``complete`` samples the rest of an image below its known top rows.
+cache, and PixelCNN, Gated PixelCNN and WaveNet compute one position per layer
+from caches of their activations, :mod:`genjax.nn.cached`). ``complete``
+samples the rest of an image below its known top rows.
 
 Regularisation: ``dropout`` > 0 (MADE, PixelCNN, Gated PixelCNN, WaveNet, the
 transformer, PixelRNN) drops hidden units in the training loss only; ``log_prob`` and the
@@ -56,6 +58,7 @@ from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.masks import made_masks
 from genjax.core.random import device_key, init_key
+from genjax.nn import cached
 from genjax.nn.masked import (FVSBNNetwork, GatedPixelCNN, MADENetwork, NADENetwork, PixelCNN,
                               WaveNet)
 from genjax.models.protocol import Capabilities, check_batch
@@ -450,11 +453,43 @@ class _Conv(_Autoregressive):
         return out.reshape(out.shape[0], self.num_units, self.num_params)
 
 
+def _cached_sample_loop(self, params, rng, units, known, label, *, use_cache: bool = True):
+    """Fill the units not ``known`` from the network's activation caches
+    (:mod:`genjax.nn.cached`): each unit computes one position per layer instead of
+    re-running the network on the canvas. The same keys (fold_in(rng, t) for unit t)
+    and the same samples up to float rounding of the conditionals; known units are
+    kept and written into the caches. ``use_cache=False`` re-runs the network."""
+    if not use_cache:
+        return _Autoregressive._sample_loop(self, params, rng, units, known, label)
+    return cached.sample_units(
+        self._steps(), params["net"], units, known, *(self._cond(label) or (None,)),
+        draw=lambda t, out: self.sample_unit(jax.random.fold_in(rng, t), out),
+        encode=self._inputs)
+
+
+def _cached_sample(self, params, rng, num_samples: int, cond=None, *, use_cache: bool = True):
+    """Samples uint8 [N, H, W, C] from the activation caches; ``use_cache=False`` re-runs
+    the network per unit (the same samples, slower: a check of the cache)."""
+    units = jnp.zeros((num_samples, self.num_units, self.unit_size), jnp.int32)
+    known = jnp.zeros((self.num_units,), bool)
+    units = self._sample_loop(params, rng, units, known, self._label(cond, num_samples),
+                              use_cache=use_cache)
+    return self._image(units).astype(jnp.uint8)
+
+
 class PixelCNNModel(_Conv):
     """PixelCNN: masked convolutions A then B (residual blocks)."""
 
     def _network(self, out, kwargs):
         return PixelCNN(out, **kwargs)
+
+    def _steps(self):
+        c = self.config
+        return cached.PixelCNNSteps(tuple(c.image_shape), self.unit_size, c.num_layers,
+                                    c.first_kernel, c.kernel)
+
+    _sample_loop = _cached_sample_loop
+    sample = _cached_sample
 
 
 class GatedPixelCNNModel(_Conv):
@@ -462,6 +497,14 @@ class GatedPixelCNNModel(_Conv):
 
     def _network(self, out, kwargs):
         return GatedPixelCNN(out, **kwargs)
+
+    def _steps(self):
+        c = self.config
+        return cached.GatedPixelCNNSteps(tuple(c.image_shape), self.unit_size, c.num_layers,
+                                         c.first_kernel, c.kernel)
+
+    _sample_loop = _cached_sample_loop
+    sample = _cached_sample
 
 
 class _Sequence(_Autoregressive):
@@ -492,6 +535,14 @@ class WaveNetModel(_Sequence):
 
     def _cond(self, label):
         return () if label is None else (jax.nn.one_hot(label, self.config.num_classes),)
+
+    def _steps(self):
+        c = self.config
+        return cached.WaveNetSteps(tuple(c.image_shape), self.unit_size, c.num_layers,
+                                   c.num_stacks)
+
+    _sample_loop = _cached_sample_loop
+    sample = _cached_sample
 
 
 class PixelTransformer(_Sequence):
