@@ -453,31 +453,38 @@ class _Conv(_Autoregressive):
         return out.reshape(out.shape[0], self.num_units, self.num_params)
 
 
-def _cached_sample_loop(self, params, rng, units, known, label, *, use_cache: bool = True):
-    """Fill the units not ``known`` from the network's activation caches
-    (:mod:`genjax.nn.cached`): each unit computes one position per layer instead of
-    re-running the network on the canvas. The same keys (fold_in(rng, t) for unit t)
-    and the same samples up to float rounding of the conditionals; known units are
-    kept and written into the caches. ``use_cache=False`` re-runs the network."""
-    if not use_cache:
-        return _Autoregressive._sample_loop(self, params, rng, units, known, label)
-    return cached.sample_units(
-        self._steps(), params["net"], units, known, *(self._cond(label) or (None,)),
-        draw=lambda t, out: self.sample_unit(jax.random.fold_in(rng, t), out),
-        encode=self._inputs)
+class _KeepsCache:
+    """Samplers with a cache: ``sample(..., use_cache=False)`` re-runs the whole network per
+    unit instead (the same samples, slower: a check of the cache)."""
+
+    def sample(self, params, rng, num_samples: int, cond=None, *, use_cache: bool = True):
+        """Samples uint8 [N, H, W, C]; ``cond``: labels [N] or an int, for
+        class-conditional models (None: the classes in turn)."""
+        units = jnp.zeros((num_samples, self.num_units, self.unit_size), jnp.int32)
+        known = jnp.zeros((self.num_units,), bool)
+        units = self._sample_loop(params, rng, units, known, self._label(cond, num_samples),
+                                  use_cache=use_cache)
+        return self._image(units).astype(jnp.uint8)
 
 
-def _cached_sample(self, params, rng, num_samples: int, cond=None, *, use_cache: bool = True):
-    """Samples uint8 [N, H, W, C] from the activation caches; ``use_cache=False`` re-runs
-    the network per unit (the same samples, slower: a check of the cache)."""
-    units = jnp.zeros((num_samples, self.num_units, self.unit_size), jnp.int32)
-    known = jnp.zeros((self.num_units,), bool)
-    units = self._sample_loop(params, rng, units, known, self._label(cond, num_samples),
-                              use_cache=use_cache)
-    return self._image(units).astype(jnp.uint8)
+class _ActivationCache(_KeepsCache):
+    """Sampling from caches of every layer's activations (:mod:`genjax.nn.cached`): each
+    unit computes one position per layer instead of re-running the network on the
+    canvas. A subclass gives ``_steps()``, the cached form of its network."""
+
+    def _sample_loop(self, params, rng, units, known, label, *, use_cache: bool = True):
+        """The same keys (fold_in(rng, t) for unit t) and the same samples as the re-run
+        loop, up to float rounding of the conditionals; known units are kept and written
+        into the caches."""
+        if not use_cache:
+            return super()._sample_loop(params, rng, units, known, label)
+        return cached.sample_units(
+            self._steps(), params["net"], units, known, *(self._cond(label) or (None,)),
+            draw=lambda t, out: self.sample_unit(jax.random.fold_in(rng, t), out),
+            encode=self._inputs)
 
 
-class PixelCNNModel(_Conv):
+class PixelCNNModel(_ActivationCache, _Conv):
     """PixelCNN: masked convolutions A then B (residual blocks)."""
 
     def _network(self, out, kwargs):
@@ -488,11 +495,8 @@ class PixelCNNModel(_Conv):
         return cached.PixelCNNSteps(tuple(c.image_shape), self.unit_size, c.num_layers,
                                     c.first_kernel, c.kernel)
 
-    _sample_loop = _cached_sample_loop
-    sample = _cached_sample
 
-
-class GatedPixelCNNModel(_Conv):
+class GatedPixelCNNModel(_ActivationCache, _Conv):
     """Gated PixelCNN: vertical/horizontal stacks, gated units, optional class conditioning."""
 
     def _network(self, out, kwargs):
@@ -502,9 +506,6 @@ class GatedPixelCNNModel(_Conv):
         c = self.config
         return cached.GatedPixelCNNSteps(tuple(c.image_shape), self.unit_size, c.num_layers,
                                          c.first_kernel, c.kernel)
-
-    _sample_loop = _cached_sample_loop
-    sample = _cached_sample
 
 
 class _Sequence(_Autoregressive):
@@ -524,7 +525,7 @@ class _Sequence(_Autoregressive):
         return self.net.apply(params["net"], inputs, *self._cond(label), **self._train_args(rng))
 
 
-class WaveNetModel(_Sequence):
+class WaveNetModel(_ActivationCache, _Sequence):
     """WaveNet on the raster-scan sequence of sub-pixels (global class conditioning)."""
 
     def __init__(self, config: WaveNetConfig):
@@ -541,11 +542,8 @@ class WaveNetModel(_Sequence):
         return cached.WaveNetSteps(tuple(c.image_shape), self.unit_size, c.num_layers,
                                    c.num_stacks)
 
-    _sample_loop = _cached_sample_loop
-    sample = _cached_sample
 
-
-class PixelTransformer(_Sequence):
+class PixelTransformer(_KeepsCache, _Sequence):
     """ImageGPT-like causal transformer over sub-pixels; samples from a key/value cache."""
 
     def __init__(self, config: TransformerConfig):
@@ -577,15 +575,6 @@ class PixelTransformer(_Sequence):
 
         units, _ = jax.lax.fori_loop(0, self.num_units, body, (units, cache))
         return units
-
-    def sample(self, params, rng, num_samples: int, cond=None, *, use_cache: bool = True):
-        """Samples uint8 [N, H, W, C]; ``use_cache=False`` re-runs the whole sequence per
-        step (the same samples, slower: a check of the cache)."""
-        units = jnp.zeros((num_samples, self.num_units, 1), jnp.int32)
-        known = jnp.zeros((self.num_units,), bool)
-        units = self._sample_loop(params, rng, units, known, self._label(cond, num_samples),
-                                  use_cache=use_cache)
-        return self._image(units).astype(jnp.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
