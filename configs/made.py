@@ -1,5 +1,7 @@
-"""MADE with two hidden layers of 1000 units (natural ordering; set
---config.model.num_orderings=8 --config.model.ordering=random for an ensemble).
+"""MADE with one hidden layer of 1000 units, trained order-agnostically over an ensemble of
+8 random orderings (and connectivities) with shared weights; the test density is the
+ensemble's mixture (Germain et al. 2015). Set --config.model.num_orderings=1
+--config.model.ordering=natural for a single MADE.
 
     genjax train --config configs/made.py \
         --workdir runs/made   # binarized_digits
@@ -17,7 +19,7 @@ def get_config(dataset: str = "binarized_digits"):
     return autoregressive_config(
         "made",
         dataset,
-        model_kwargs=dict(hidden_dims=(1000, 1000)),
+        model_kwargs=dict(hidden_dims=(1000,), num_orderings=8, ordering="random"),
         training=dict(batch_size=64, num_steps=3000),
         optimizer=dict(learning_rate=1e-3, warmup_steps=100),
     )

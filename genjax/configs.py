@@ -80,8 +80,10 @@ def autoregressive_config(model: str, dataset: str, *, model_kwargs=None, traini
     train = dict(log_every=100, checkpoint_every=1000, sample_every=1000,
                  num_sample_images=64, ema_decay=0.999)
     train.update(training or {})
-    # Sequential samplers are slow on a CPU: 500 samples for FID by default.
-    kwargs.setdefault("eval", dict(num_samples=500))
+    # Sequential samplers are slow on a CPU: 500 samples for FID by default. The held-out
+    # NLL on the validation split every 100 steps keeps checkpoints/best (these models
+    # overfit small data: evaluate with --checkpoint best).
+    kwargs.setdefault("eval", dict(num_samples=500, validation_every=100))
     return make_config(model, dataset,
                        model_kwargs=dict(model_kwargs, image_shape=shape, num_levels=levels),
                        training=train, **kwargs)
