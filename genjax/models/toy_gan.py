@@ -37,22 +37,50 @@ class ToyGANConfig:
     gradient_penalty: float = 0.0   # lambda of E (|grad f(x_hat)| - 1)^2 (WGAN-GP: 10)
     r1_gamma: float = 0.0           # gamma of R1: (gamma / 2) E |grad f(x)|^2 on real data
     pack: int = 1                   # samples per discriminator decision (PacGAN)
+    generator_norm: str = "none"    # none | layer: layer normalisation in G's hidden layers
+    generator_activation: str = "leaky_relu"  # leaky_relu (slope 0.2) | relu: G's hidden units
+    maxout: int = 1                 # > 1: D's hidden units are maxout units of this many pieces
 
     def __post_init__(self):
         gl.losses(self.loss)        # a clear error for an unknown name
-        if self.pack < 1 or self.n_critic < 1:
-            raise ValueError("model.pack and model.n_critic must be >= 1")
+        if self.pack < 1 or self.n_critic < 1 or self.maxout < 1:
+            raise ValueError("model.pack, model.n_critic and model.maxout must be >= 1")
+        if self.generator_activation not in ("leaky_relu", "relu"):
+            raise ValueError(f"model.generator_activation must be leaky_relu or relu, "
+                             f"got {self.generator_activation!r}")
+        if self.generator_norm not in ("none", "layer"):
+            raise ValueError(f"model.generator_norm must be none or layer, "
+                             f"got {self.generator_norm!r}")
 
 
 class MLP(nn.Module):
+    """``num_layers`` hidden layers of ``hidden`` units, then a linear layer to ``out``.
+
+    A hidden layer is Dense, (LayerNorm when ``norm == "layer"``), LeakyReLU(0.2) (ReLU when
+    ``activation == "relu"``: units can switch off, so G can map whole regions of z to
+    almost one point, the tight modes of ``grid25``); with
+    ``maxout = k > 1`` it is instead a maxout layer (Goodfellow et al., 2013), the maximum
+    of k affine pieces per unit: Dense(hidden * k), then the max over each unit's k pieces.
+    """
+
     hidden: int
     num_layers: int
     out: int
+    norm: str = "none"
+    maxout: int = 1
+    activation: str = "leaky_relu"
 
     @nn.compact
     def __call__(self, x):
         for _ in range(self.num_layers):
-            x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)
+            if self.maxout > 1:
+                x = nn.Dense(self.hidden * self.maxout)(x)
+                x = x.reshape(x.shape[:-1] + (self.hidden, self.maxout)).max(axis=-1)
+                continue
+            x = nn.Dense(self.hidden)(x)
+            if self.norm == "layer":
+                x = nn.LayerNorm()(x)
+            x = nn.relu(x) if self.activation == "relu" else nn.leaky_relu(x, 0.2)
         return nn.Dense(self.out)(x)
 
 
@@ -60,9 +88,12 @@ class ToyGAN(GAN):
     def __init__(self, config: ToyGANConfig):
         super().__init__(config, Capabilities(param_groups=True))
         self.pack = config.pack
-        self.generator = MLP(config.hidden, config.num_layers, config.image_shape[0])
+        self.generator = MLP(config.hidden, config.num_layers, config.image_shape[0],
+                             norm=config.generator_norm,
+                             activation=config.generator_activation)
         self.discriminator = MLP(config.discriminator_hidden or config.hidden,
-                                 config.discriminator_layers or config.num_layers, 1)
+                                 config.discriminator_layers or config.num_layers, 1,
+                                 maxout=config.maxout)
 
     def _real(self, batch):             # points as they are
         return batch[self.config.data_key]

@@ -74,6 +74,36 @@ def test_packing_shows_the_discriminator_pack_samples_at_once():
         models.build(_config("gan_toy2d", "moons", loss="wgan").model)
 
 
+def test_maxout_units_and_generator_layer_norm():
+    config = _config("gan_toy2d", "grid25", maxout=3, generator_norm="layer")
+    model = models.build(config.model)
+    batch = _batch()
+    params = model.init(jax.random.key(0), batch)
+    d = params["discriminator"]["params"]
+    assert d["Dense_0"]["kernel"].shape == (2, 8 * 3)       # 8 units x 3 pieces
+    assert d["Dense_1"]["kernel"].shape == (8, 1)
+    x = batch["point"]
+    pieces = (x @ d["Dense_0"]["kernel"] + d["Dense_0"]["bias"]).reshape(8, 8, 3)
+    expected = pieces.max(-1) @ d["Dense_1"]["kernel"] + d["Dense_1"]["bias"]
+    np.testing.assert_allclose(model.discriminator.apply(params["discriminator"], x), expected,
+                               rtol=1e-5, atol=1e-6)
+    g = params["generator"]["params"]
+    assert set(g) == {"Dense_0", "LayerNorm_0", "Dense_1"}
+    z = np.random.default_rng(1).normal(size=(8, 2)).astype(np.float32)
+    h = z @ g["Dense_0"]["kernel"] + g["Dense_0"]["bias"]
+    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6)
+    h = h * g["LayerNorm_0"]["scale"] + g["LayerNorm_0"]["bias"]
+    h = np.where(h > 0, h, 0.2 * h)
+    np.testing.assert_allclose(model.generate(params, z),
+                               h @ g["Dense_1"]["kernel"] + g["Dense_1"]["bias"],
+                               rtol=1e-4, atol=1e-5)
+    # The defaults build the plain MLPs of before (the same parameter tree).
+    plain = models.build(_config("gan_toy2d", "grid25").model).init(jax.random.key(0), batch)
+    assert set(plain["generator"]["params"]) == {"Dense_0", "Dense_1"}
+    with pytest.raises(ValueError, match="generator_norm must be none or layer"):
+        models.build(_config("gan_toy2d", "grid25", generator_norm="batch").model)
+
+
 class _FixedSampler:
     """A model whose samples are fixed points (no likelihood)."""
 
