@@ -74,6 +74,31 @@ def test_packing_shows_the_discriminator_pack_samples_at_once():
         models.build(_config("gan_toy2d", "moons", loss="wgan").model)
 
 
+def test_maxout_discriminator_and_relu_generator():
+    config = _config("gan_toy2d", "grid25", maxout=3, generator_activation="relu")
+    model = models.build(config.model)
+    batch = _batch()
+    params = model.init(jax.random.key(0), batch)
+    d = params["discriminator"]["params"]
+    assert d["Dense_0"]["kernel"].shape == (2, 8 * 3)       # 8 units x 3 pieces
+    assert d["Dense_1"]["kernel"].shape == (8, 1)
+    x = batch["point"]
+    pieces = (x @ d["Dense_0"]["kernel"] + d["Dense_0"]["bias"]).reshape(8, 8, 3)
+    expected = pieces.max(-1) @ d["Dense_1"]["kernel"] + d["Dense_1"]["bias"]
+    np.testing.assert_allclose(model.discriminator.apply(params["discriminator"], x), expected,
+                               rtol=1e-5, atol=1e-6)
+    g = params["generator"]["params"]
+    z = np.random.default_rng(1).normal(size=(8, 2)).astype(np.float32)
+    h = np.maximum(z @ g["Dense_0"]["kernel"] + g["Dense_0"]["bias"], 0)
+    np.testing.assert_allclose(model.generate(params, z),
+                               h @ g["Dense_1"]["kernel"] + g["Dense_1"]["bias"],
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="generator_activation must be leaky_relu or relu"):
+        models.build(_config("gan_toy2d", "grid25", generator_activation="tanh").model)
+    with pytest.raises(ValueError, match="model.maxout must be >= 1"):
+        models.build(_config("gan_toy2d", "grid25", maxout=0).model)
+
+
 class _FixedSampler:
     """A model whose samples are fixed points (no likelihood)."""
 
