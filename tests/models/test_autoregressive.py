@@ -117,7 +117,9 @@ def test_made_ensemble_is_the_mixture_of_its_orderings():
     assert not np.allclose(per[0], per[1])      # the orderings differ
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", [n if n != "diagonal_bilstm"
+                                  else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(TINY)])
 def test_samples_are_valid_and_completion_keeps_known_rows(name):
     # ``sample`` is ``complete`` with no known rows (one loop, one compile here).
     shape, levels = (3, 2, 1), 3

@@ -72,7 +72,11 @@ CASES = [(name, (2, 3, 1), 2, {}) for name in TINY] + [
 ]
 
 
-@pytest.mark.parametrize("name,shape,levels,kw", CASES,
+# The PixelRNNs' colour cases (a scan per layer, slow to differentiate) run in the slow tier.
+@pytest.mark.parametrize("name,shape,levels,kw",
+                         [pytest.param(*c, marks=pytest.mark.slow)
+                          if c[0] in ("row_lstm", "diagonal_bilstm") and c[1][-1] == 3 else c
+                          for c in CASES],
                          ids=[f"{c[0]}-{'x'.join(map(str, c[1]))}-L{c[2]}"
                               + ("-" + "-".join(c[3]) if c[3] else "") for c in CASES])
 def test_causality_by_jacobian(name, shape, levels, kw):

@@ -42,7 +42,11 @@ def _labels(model, n):
                         else None, n)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# The default tier checks the RGB colour groups of both conv networks and WaveNet's
+# conditioning; the mixture heads run in the slow tier (with all the sample checks).
+@pytest.mark.parametrize("case", [c if c in ("pixelcnn_rgb", "gated_rgb_cond", "wavenet_cond")
+                                  else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in sorted(CASES)])
 def test_cached_outputs_equal_the_network(case):
     """Teacher-forced outputs of every unit from the caches == one pass of the network
     on random images (to float rounding), for every head and colour layout."""
