@@ -102,6 +102,12 @@ class _Steps:
         """Work done once per image row r, before its first unit (none here)."""
         return state
 
+    @staticmethod
+    def _head(weights: dict, h: jax.Array) -> jax.Array:
+        """The output head of every network here: ReLU, 1x1, ReLU, 1x1."""
+        w1, w2 = weights["head"]
+        return _dense(jax.nn.relu(_dense(jax.nn.relu(h), w1)), w2)
+
     def _unit_output(self, out: jax.Array, sub) -> jax.Array:
         """The output parameters [B, P] of unit ``sub`` of a pixel's outputs [B, upp * P]."""
         out = out.reshape(out.shape[0], self.units_per_pixel, -1)
@@ -109,7 +115,22 @@ class _Steps:
 
 
 @dataclasses.dataclass(frozen=True)
-class PixelCNNSteps(_Steps):
+class _ImageSteps(_Steps):
+    """The image networks (PixelCNN, Gated PixelCNN): their sizes, the zero-padded image
+    cache ``x`` [B, H + k0//2, W + 2 (k0//2), C] that :meth:`write` fills."""
+
+    num_layers: int = 5
+    first_kernel: int = 7
+    kernel: int = 3
+
+    def write(self, weights: dict, state: dict, t, x: jax.Array) -> dict:
+        p0 = self.first_kernel // 2
+        r, col, sub = _position(t, self.units_per_pixel, self.image_shape[1])
+        return dict(state, x=_put(state["x"], x, (r + p0, col + p0, sub * self.unit_size)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelCNNSteps(_ImageSteps):
     """Cached :class:`genjax.nn.masked.PixelCNN` (``num_layers`` residual blocks).
 
     The 1x1 convolutions act on one position. Each k x k masked convolution (the
@@ -119,10 +140,6 @@ class PixelCNNSteps(_Steps):
     dot product with the kernel's upper k//2 + 1 rows (the taps its mask drops
     have weight exactly zero, whatever the cache holds there).
     """
-
-    num_layers: int = 5
-    first_kernel: int = 7
-    kernel: int = 3
 
     def weights(self, params: dict) -> dict:
         g = self.units_per_pixel
@@ -158,18 +175,11 @@ class PixelCNNSteps(_Steps):
             y = _dense(_window(cache, (r, col, 0), (k // 2 + 1, k, y.shape[-1])), w2)
             h = h + _dense(jax.nn.relu(y), w3)
             caches.append(cache)
-        w4, w5 = weights["head"]
-        out = _dense(jax.nn.relu(_dense(jax.nn.relu(h), w4)), w5)
-        return self._unit_output(out, sub), dict(state, blocks=caches)
-
-    def write(self, weights: dict, state: dict, t, x: jax.Array) -> dict:
-        p0 = self.first_kernel // 2
-        r, col, sub = _position(t, self.units_per_pixel, self.image_shape[1])
-        return dict(state, x=_put(state["x"], x, (r + p0, col + p0, sub * self.unit_size)))
+        return self._unit_output(self._head(weights, h), sub), dict(state, blocks=caches)
 
 
 @dataclasses.dataclass(frozen=True)
-class GatedPixelCNNSteps(_Steps):
+class GatedPixelCNNSteps(_ImageSteps):
     """Cached :class:`genjax.nn.masked.GatedPixelCNN` (``num_layers`` + 1 gated layers).
 
     The vertical stack at row r depends on the whole row r of the image, and the
@@ -184,10 +194,6 @@ class GatedPixelCNNSteps(_Steps):
     (a row buffer [B, W + k//2, F], columns c - k//2 .. c; the first layer reads
     the image itself).
     """
-
-    num_layers: int = 5
-    first_kernel: int = 7
-    kernel: int = 3
 
     @property
     def kernels(self) -> list[int]:
@@ -283,14 +289,7 @@ class GatedPixelCNNSteps(_Steps):
                 pre = pre + state["cond_h"][i]
             out = _dense(_gate(pre), layer["h_out"])
             h = out if i == 0 else h + out
-        w1, w2 = weights["head"]
-        out = _dense(jax.nn.relu(_dense(jax.nn.relu(h), w1)), w2)
-        return self._unit_output(out, sub), dict(state, h=rows)
-
-    def write(self, weights: dict, state: dict, t, x: jax.Array) -> dict:
-        p0 = self.first_kernel // 2
-        r, col, sub = _position(t, self.units_per_pixel, self.image_shape[1])
-        return dict(state, x=_put(state["x"], x, (r + p0, col + p0, sub * self.unit_size)))
+        return self._unit_output(self._head(weights, h), sub), dict(state, h=rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,9 +362,7 @@ class WaveNetSteps(_Steps):
             z = _gate(pre)
             h = h + _dense(z, layer["res"])
             skip = skip + _dense(z, layer["skip"])
-        w1, w2 = weights["head"]
-        out = _dense(jax.nn.relu(_dense(jax.nn.relu(skip), w1)), w2)
-        return out, dict(state, queues=queues)
+        return self._head(weights, skip), dict(state, queues=queues)
 
     def write(self, weights: dict, state: dict, t, x: jax.Array) -> dict:
         return dict(state, last=x.reshape(x.shape[0], -1).astype(state["last"].dtype))
