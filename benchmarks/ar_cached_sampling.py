@@ -16,13 +16,11 @@ from __future__ import annotations
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
-from timing import best_seconds
+from timing import best_seconds, image_model
 
-from genjax.models import build
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A pixelcnn, gated_pixelcnn or "
                                           "wavenet config file.", lock_config=True)
@@ -32,16 +30,8 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-    model = build(_CONFIG.value.model)
     n = FLAGS.num
-    shape = (n,) + tuple(model.config.image_shape)
-    batch = {"image": jnp.zeros(shape, jnp.uint8), "label": jnp.zeros((n,), jnp.int32)}
-    params = jax.jit(model.init)(jax.random.key(0), batch)
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    params = jax.tree.unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape, p.dtype)
-                                       for p, k in zip(leaves, keys)])
-    label = model._label(None, n)
+    model, params, label = image_model(_CONFIG.value.model, n, noise=0.1)
     rng = jax.random.key(1)
     cached = jax.jit(lambda p, k: model.sample(p, k, n, label))
     rerun = jax.jit(lambda p, k: model.sample(p, k, n, label, use_cache=False))

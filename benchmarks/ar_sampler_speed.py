@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
-from timing import best_seconds
+from timing import best_seconds, image_model
 
-from genjax.models import build
 from genjax.models.autoregressive import (GatedPixelCNNModel, PixelCNNModel, PixelTransformer,
                                           WaveNetModel)
 
@@ -35,12 +34,8 @@ def _best(fn, *args) -> float:
 
 
 def main(_):
-    model = build(_CONFIG.value.model)
     n = FLAGS.num
-    shape = (n,) + tuple(model.config.image_shape)
-    batch = {"image": jnp.zeros(shape, jnp.uint8), "label": jnp.zeros((n,), jnp.int32)}
-    params = jax.jit(model.init)(jax.random.key(0), batch)
-    label = model._label(None, n)
+    model, params, label = image_model(_CONFIG.value.model, n)
     rng = jax.random.key(1)
 
     # the one-jit loop that re-runs the network (not the activation caches of
