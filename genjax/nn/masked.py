@@ -77,6 +77,15 @@ def masked_conv(features, kernel_size, in_ch, mask_type, groups, name=None):
                       name=name)
 
 
+def masked_head(h: jax.Array, out_features: int, groups: int) -> jax.Array:
+    """The output head of the PixelCNN-like networks: ReLU, 1x1 B, ReLU, 1x1 B (F -> F ->
+    ``out_features``). Call it inside a compact ``__call__``: its layers belong to the
+    caller."""
+    f = h.shape[-1]
+    h = masked_conv(f, 1, f, "B", groups)(nn.relu(h))
+    return masked_conv(out_features, 1, f, "B", groups)(nn.relu(h))
+
+
 class PixelCNN(nn.Module):
     """Plain PixelCNN: [B, H, W, C] in [-1, 1] -> [B, H, W, out_features].
 
@@ -102,11 +111,10 @@ class PixelCNN(nn.Module):
             y = masked_conv(f // 2, 1, f, "B", g)(nn.relu(h))
             y = masked_conv(f // 2, self.kernel, f // 2, "B", g)(nn.relu(y))
             h = h + masked_conv(f, 1, f // 2, "B", g)(drop(nn.relu(y)))
-        h = masked_conv(f, 1, f, "B", g)(nn.relu(h))
-        return masked_conv(self.out_features, 1, f, "B", g)(nn.relu(h))
+        return masked_head(h, self.out_features, g)
 
 
-def _shift_down(x: jax.Array) -> jax.Array:
+def shift_down(x: jax.Array) -> jax.Array:
     """Row r of the output is row r - 1 of x (zeros in row 0)."""
     return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
 
@@ -150,7 +158,7 @@ class GatedPixelCNNLayer(nn.Module):
         h_mask = np.ones((1, half + 1, h_in, 2 * f), np.float32)
         h_mask[0, half] = _two_halves(center_mask(h_in, f, self.mask_type, g))
         h_pre = MaskedConv(2 * f, h_mask, padding=((0, 0), (half, 0)), name="horizontal")(h)
-        h_pre = h_pre + nn.Dense(2 * f, name="v_to_h")(_shift_down(v_pre))
+        h_pre = h_pre + nn.Dense(2 * f, name="v_to_h")(shift_down(v_pre))
         if cond is not None:
             v_pre = v_pre + nn.Dense(2 * f, name="cond_v")(cond)[:, None, None, :]
             h_pre = h_pre + nn.Dense(2 * f, name="cond_h")(cond)[:, None, None, :]
@@ -184,8 +192,7 @@ class GatedPixelCNN(nn.Module):
         v, h = GatedPixelCNNLayer(f, self.first_kernel, "A", g, self.dropout)(x, x, cond, train)
         for _ in range(self.num_layers):
             v, h = GatedPixelCNNLayer(f, self.kernel, "B", g, self.dropout)(v, h, cond, train)
-        h = masked_conv(f, 1, f, "B", g)(nn.relu(h))
-        return masked_conv(self.out_features, 1, f, "B", g)(nn.relu(h))
+        return masked_head(h, self.out_features, g)
 
 
 class CausalConv1D(nn.Module):

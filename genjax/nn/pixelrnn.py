@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax.core.masks import center_mask, pixelcnn_mask
-from genjax.nn.masked import masked_conv
+from genjax.nn.masked import masked_conv, masked_head, shift_down
 
 KINDS = ("row_lstm", "diagonal_bilstm")
 
@@ -91,11 +91,6 @@ def unskew(x: jax.Array, width: int) -> jax.Array:
     b, h, t, ch = x.shape
     flat = jnp.pad(x.reshape(b, h * t, ch), ((0, 0), (0, h), (0, 0)))
     return flat.reshape(b, h, t + 1, ch)[:, :, :width]
-
-
-def shift_down(x: jax.Array) -> jax.Array:
-    """Row r of the output is row r - 1 of x [B, H, W, C] (zeros in row 0)."""
-    return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
 
 
 def _conv2d(x, kernel):
@@ -247,5 +242,4 @@ class PixelRNN(nn.Module):
                 y = DiagonalBiLSTMLayer(f // 2, g)(h)
             y = nn.Dropout(self.dropout, deterministic=not train)(y)
             h = h + masked_conv(f, 1, f // 2, "B", g)(y)
-        h = masked_conv(f, 1, f, "B", g)(nn.relu(h))
-        return masked_conv(self.out_features, 1, f, "B", g)(nn.relu(h))
+        return masked_head(h, self.out_features, g)
