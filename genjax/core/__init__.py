@@ -16,6 +16,7 @@ Modules:
     diffusion     schedules, q(x_t|x_0), posteriors, eps/x0/v conversions, DDPM and
                   DDIM steps, classifier-free guidance, variational-bound terms.
     metrics       Frechet distance, Inception Score, KID, precision/recall.
+    contrastive   CLIP's symmetric InfoNCE, its large-batch limit, retrieval recall@k.
     random        per-batch random draws that do not depend on device sharding,
                   and the parameter-initialisation key.
 """

@@ -46,6 +46,7 @@ _REGISTRY = {
     "ebm": ("genjax.models.ebm", "EBM", "EBMConfig"),
     "noise_classifier": ("genjax.models.noise_classifier", "NoiseClassifier",
                          "NoiseClassifierConfig"),
+    "clip": ("genjax.models.clip", "CLIP", "CLIPConfig"),
 }
 
 

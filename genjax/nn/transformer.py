@@ -41,11 +41,12 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.DenseGeneral((3, self.num_heads, self.dim // self.num_heads), name="qkv")
         self.out = nn.DenseGeneral(self.dim, axis=(-2, -1), name="out")
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x [B, T, D] -> [B, T, D], position i attending to j <= i."""
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """x [B, T, D] -> [B, T, D], position i attending to j <= i, or where ``mask``
+        (bool, broadcastable to [B, heads, T, T]: query i, key j) is True."""
         q, k, v = jnp.moveaxis(self.qkv(x), -3, 0)            # each [B, T, H, Dh]
         t = x.shape[1]
-        mask = jnp.asarray(causal_mask(t))
+        mask = jnp.asarray(causal_mask(t)) if mask is None else mask
         return self.out(_attend(q, k, v, mask))
 
     def decode(self, x: jax.Array, t: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
@@ -83,8 +84,8 @@ class TransformerBlock(nn.Module):
     def _mlp(self, x):
         return self.mlp_out(nn.gelu(self.mlp_in(self.ln2(x))))
 
-    def __call__(self, x, train: bool = False):
-        x = x + self.drop(self.attn(self.ln1(x)), deterministic=not train)
+    def __call__(self, x, train: bool = False, mask: jax.Array | None = None):
+        x = x + self.drop(self.attn(self.ln1(x), mask), deterministic=not train)
         return x + self.drop(self._mlp(x), deterministic=not train)
 
     def decode(self, x, t, cache):
@@ -165,3 +166,53 @@ class CausalTransformer(nn.Module):
         shape = (batch, self.max_len, self.num_heads, self.dim // self.num_heads)
         return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
                      for _ in range(self.num_layers))
+
+
+TEXT_POOLS = ("last", "mean")
+
+
+class TextEncoder(nn.Module):
+    """Caption tokens int [B, T] (T <= ``max_len``, padded with ``pad_id`` on the right) ->
+    (pooled [B, dim], states [B, T, dim]), the transformer blocks above without the shift.
+
+    ``pool="last"`` (CLIP's text tower): causal attention, and the pooled vector is the
+    state of the last non-pad token, which has seen the whole caption; ``"mean"``:
+    bidirectional attention with the pad keys masked out, and the mean of the states of
+    the non-pad tokens. Either way the pooled vector does not depend on how many pads
+    follow the caption (real tokens never attend to pads). ``states`` are the final
+    LayerNorm's output at every position (pads included: mask them with
+    ``tokens != pad_id``); an all-pad caption pools position 0 ("last") or gives zeros
+    ("mean").
+    """
+
+    vocab_size: int
+    max_len: int
+    dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    pool: str = "last"
+    pad_id: int = 0
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        if self.pool not in TEXT_POOLS:
+            raise ValueError(f"pool must be one of {TEXT_POOLS}, got {self.pool!r}")
+        b, t = tokens.shape
+        if t > self.max_len:
+            raise ValueError(f"{t} tokens, more than max_len = {self.max_len}")
+        pos = self.param("pos", nn.initializers.normal(0.02), (self.max_len, self.dim))
+        x = nn.Embed(self.vocab_size, self.dim, name="embed")(tokens) + pos[:t]
+        valid = tokens != self.pad_id                                        # [B, T]
+        mask = (jnp.asarray(causal_mask(t)) if self.pool == "last"
+                else valid[:, None, None, :])
+        for _ in range(self.num_layers):
+            x = TransformerBlock(self.num_heads, self.dim)(x, train, mask=mask)
+        states = nn.LayerNorm()(x)
+        count = valid.sum(axis=1)
+        if self.pool == "last":
+            last = jnp.maximum(count - 1, 0)
+            pooled = jnp.take_along_axis(states, last[:, None, None], axis=1)[:, 0]
+        else:
+            weights = valid / jnp.maximum(count, 1)[:, None]
+            pooled = jnp.einsum("bt,btd->bd", weights.astype(states.dtype), states)
+        return pooled, states

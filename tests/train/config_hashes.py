@@ -37,6 +37,10 @@ CONFIGS = {
     "pixelcnn": dict(features=8, num_layers=2),
     "row_lstm": dict(features=8, num_layers=1),
     "diagonal_bilstm": dict(features=8, num_layers=1),
+    "clip_shapes": dict(embed_dim=8, image_channels=(4, 8), image_hidden=16, text_dim=16,
+                        text_layers=1, text_heads=2),
+    "clip_digits": dict(embed_dim=8, image_channels=(4, 8), image_hidden=16, text_dim=16,
+                        text_layers=1, text_heads=2),
 }
 
 

@@ -1,6 +1,7 @@
 """Bit-exact resume beyond the VAE: a run killed after an odd step and rerun ends where an
 uninterrupted run ends, for DDPM (with dropout and label dropout), a flow, an
-autoregressive model with dropout and the token prior, with 1 and 3 steps per call."""
+autoregressive model with dropout, the token prior and CLIP (a learned temperature beside the
+networks), with 1 and 3 steps per call."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def _config(family: str, steps_per_call: int):
         "flow": ("realnvp", "digits", dict(num_scales=1, steps_per_scale=2, hidden=8)),
         "pixel_transformer": ("pixel_transformer", "digits",
                               dict(dim=16, num_layers=1, num_heads=2, dropout=0.2)),
+        "clip": ("clip", "digits", dict(captions="digits", text_len=3, embed_dim=8,
+                                        image_channels=(4,), image_hidden=16, text_dim=16,
+                                        text_layers=1, text_heads=2)),
     }[family]
     return make_config(model, dataset,
                        model_kwargs=dict(kwargs, image_shape=(8, 8, 1), num_levels=17),
@@ -39,7 +43,8 @@ def _config(family: str, steps_per_call: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("steps_per_call", [1, 3])
-@pytest.mark.parametrize("family", ["ddpm", "flow", "pixel_transformer", "token_prior"])
+@pytest.mark.parametrize("family", ["ddpm", "flow", "pixel_transformer", "token_prior",
+                                    "clip"])
 def test_killed_after_an_odd_step_resumes_bit_exactly(family, steps_per_call, tmp_path,
                                                       monkeypatch):
     config = _config(family, steps_per_call)
