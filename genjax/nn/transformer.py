@@ -165,3 +165,36 @@ class CausalTransformer(nn.Module):
         shape = (batch, self.max_len, self.num_heads, self.dim // self.num_heads)
         return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
                      for _ in range(self.num_layers))
+
+
+class TextTransformer(nn.Module):
+    """Caption encoder: token ids int [B, L] (right-padded with ``pad_id``) ->
+    (pooled [B, dim], states [B, L, dim]).
+
+    x = Embed(tokens) + pos, then ``num_layers`` :class:`TransformerBlock` s (causal,
+    as in CLIP's text tower) and a final LayerNorm: the states. Because padding is on
+    the right and attention is causal, the state of a real token never depends on the
+    padded positions. ``pooled`` is the mean of the states of the real tokens (zero for
+    the empty caption), so it does not depend on them either.
+    """
+
+    vocab_size: int
+    max_len: int
+    dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    pad_id: int = 0
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
+            raise ValueError(f"TextTransformer expects tokens [B, L <= {self.max_len}], "
+                             f"got {tokens.shape}")
+        pos = self.param("pos", nn.initializers.normal(0.02), (self.max_len, self.dim))
+        x = nn.Embed(self.vocab_size, self.dim, name="embed")(tokens) + pos[:tokens.shape[1]]
+        for i in range(self.num_layers):
+            x = TransformerBlock(self.num_heads, self.dim, name=f"block_{i}")(x)
+        states = nn.LayerNorm(name="ln")(x)
+        real = (tokens != self.pad_id)[..., None].astype(states.dtype)
+        pooled = jnp.sum(states * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1.0)
+        return pooled, states
