@@ -283,10 +283,13 @@ class DDPM:
         loss = jnp.mean(weight * mse)
         return loss, {"loss": loss, "mse": jnp.mean(mse)}
 
-    def _x0_eps(self, params, x_t, t, y, null, w):
-        """Guided (x0_hat, eps_hat) at timesteps t [B]: condition ``y`` and null condition
-        ``null`` (labels, or encoded captions), or both None (unconditional)."""
+    def _x0_eps(self, params, x_t, t, y, w, null=None):
+        """Guided (x0_hat, eps_hat) at timesteps t [B]: condition ``y`` (labels, or encoded
+        captions) and its null condition ``null`` (default for labels: the null class), or
+        y = None (unconditional)."""
         c = self.config
+        if y is not None and null is None:
+            null = jnp.full_like(y, self.null_class)
         if y is None:
             out = self._apply(params, x_t, t, None)
             x0, eps = dm.model_output_to_x0_eps(self.schedule, x_t, t, out, c.target)
@@ -304,7 +307,7 @@ class DDPM:
             eps = dm.predict_eps_from_x0(self.schedule, x_t, t, x0)
         return x0, eps
 
-    def _reverse(self, params, rng, x_T, y, null, *, num_steps, eta, guidance_scale,
+    def _reverse(self, params, rng, x_T, y, null=None, *, num_steps, eta, guidance_scale,
                  known=None, resample=1):
         """The reverse chain from x_T as one fori_loop. ``known = (x0_known, mask)``
         re-imposes the known region, noised to the step reached, after every step; with
@@ -314,6 +317,7 @@ class DDPM:
         T = c.num_timesteps
         n = x_T.shape[0]
         ddpm = c.sampler == "ddpm"
+        null_kw = {} if null is None else {"null": null}
         steps = T if ddpm else num_steps
 
         def timestep(i):
@@ -321,7 +325,7 @@ class DDPM:
 
         def step(x, t, t_prev, key):
             tb = jnp.full((n,), t)
-            x0, eps = self._x0_eps(params, x, tb, y, null, guidance_scale)
+            x0, eps = self._x0_eps(params, x, tb, y, guidance_scale, **null_kw)
             if ddpm:
                 x = dm.ddpm_step(self.schedule, x, tb, x0, key, variance=c.variance)
             else:
