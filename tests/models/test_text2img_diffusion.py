@@ -168,8 +168,8 @@ def test_a_frozen_text_tower_goes_to_the_frozen_group(monkeypatch, batch):
         TINY_T2I, text_encoder="pretrained_test")).model)
     assert model.capabilities.param_groups
     assert model.update_rule().groups[FROZEN] == ("text_encoder",)
-    params = model.init(jax.random.key(0), batch)
-    grads = jax.grad(lambda p: model.loss(p, batch, jax.random.key(1))[0])(params)
+    params = jax.jit(model.init)(jax.random.key(0), batch)
+    grads = jax.jit(jax.grad(lambda p: model.loss(p, batch, jax.random.key(1))[0]))(params)
     assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["text_encoder"]))
     assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads["net"]))
 
