@@ -140,3 +140,29 @@ def caption_tokens(scheme: str, batch: dict, max_len: int) -> jnp.ndarray:
         raise ValueError(f"unknown caption scheme {scheme!r}; choose 'digits' or 'shapes'")
     pad = [jnp.full((n,), PAD_ID)] * (max_len - len(words))
     return jnp.stack(words + pad, axis=1).astype(jnp.int32)
+
+
+def null_tokens(n: int, max_len: int) -> jnp.ndarray:
+    """int32 [n, max_len] of the empty caption (all ``PAD_ID``): the null condition of
+    classifier-free guidance for text."""
+    return jnp.full((n, max_len), PAD_ID, jnp.int32)
+
+
+def condition_tokens(n: int, cond=None, prompt=None, *, max_len: int,
+                     scheme: str) -> jnp.ndarray:
+    """Caption tokens int32 [n, max_len] of n samples of a text-conditional model, by the
+    rule of :mod:`genjax.core.conditioning`: ``prompt`` (a string, or n strings, of words
+    of ``scheme``'s captions; an unknown word is a ``ValueError`` naming it), else ``cond``
+    token ids int [n or 1, <= max_len] (padded on the right), else the captions of
+    ``scheme`` in turn."""
+    if prompt is not None:
+        cond = tokenize(prompt, max_len, scheme=scheme)
+    if cond is None:
+        every = all_captions(scheme)
+        cond = tokenize([every[i % len(every)] for i in range(n)], max_len)
+    cond = jnp.asarray(cond, jnp.int32)
+    if cond.ndim != 2 or cond.shape[-1] > max_len:
+        raise ValueError(f"text condition: token ids must be int [n, <= {max_len}], got shape "
+                         f"{cond.shape}")
+    cond = jnp.pad(cond, ((0, 0), (0, max_len - cond.shape[-1])), constant_values=PAD_ID)
+    return jnp.broadcast_to(cond, (n, max_len))

@@ -59,6 +59,8 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
         batches, _ = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
                                 num_epochs=1, drop_remainder=False, data_dir=data_dir)
         results.update(model.split_metrics(params, batches))
+    if ecfg.conditioning_per_condition and caps.conditioning != "none":
+        results.update(_conditioning_rows(model, params, seed, ecfg))
     if ecfg.num_samples and config.data.name in DIGIT_DATASETS:
         results.update(digit_sample_metrics(
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,
@@ -74,6 +76,24 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
         if points.ndim == 2:
             results.update(_distances_to_split(points, config.data.name, split, data_dir, seed))
     return results
+
+
+def _conditioning_rows(model, params, seed: int, ecfg) -> dict:
+    """:func:`genjax.eval.conditioning.conditioning_accuracy` (the token prior's and any
+    conditional model's) as flat rows: ``conditioning/w=3/all``, ..., and the chance levels
+    ``conditioning/chance/...``."""
+    from genjax.eval.conditioning import conditioning_accuracy
+
+    result = conditioning_accuracy(model, params, jax.random.key(seed + 2),
+                                   tuple(float(w) for w in ecfg.conditioning_guidance),
+                                   ecfg.conditioning_per_condition)
+    rows = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            rows.update({f"conditioning/{key}/{name}": v for name, v in value.items()})
+        else:
+            rows[f"conditioning/{key}"] = value
+    return rows
 
 
 def split_points(name: str, split: str, n: int, seed: int, data_dir=None) -> np.ndarray:

@@ -23,6 +23,16 @@ with probability ``label_dropout`` in training; at sampling
 eps = (1 + w) eps_theta(x_t, y) - w eps_theta(x_t, null) with w = guidance_scale
 (w = 0: the conditional model).
 
+Text-to-image (``captions`` = "shapes" or "digits"): the condition is the caption of
+each image (:mod:`genjax.data.captions`, ``text_len`` tokens), encoded by a text tower
+(:mod:`genjax.models.text_encoder`; by default a small transformer trained jointly,
+``params["text_encoder"]``) into a pooled vector, added to the U-Net's embedding, and
+per-token states that the U-Net cross-attends to (:class:`~genjax.nn.unet.CrossAttentionBlock`).
+The null condition is the empty (all-pad) caption, to which captions are dropped with
+probability ``label_dropout``; guidance is the same combination as for labels. Sampling
+takes a ``prompt`` (or token ids as ``cond``; without either, the captions in turn), and
+encodes the prompt and the empty caption once, outside the chain.
+
 :meth:`DDPM.log_prob` is the variational bound (nats per example)
     -log p(x_0) <= KL(q(x_T|x_0) || N(0, I)) + sum_{t>1} KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t))
                    - log p(x_0 | x_1),
@@ -50,8 +60,10 @@ from genjax.core import conditioning as cnd
 from genjax.core import diffusion as dm
 from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
+from genjax.data import captions as cap
 from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
                                     check_batch)
+from genjax.models.text_encoder import build_text_encoder
 from genjax.nn.unet import denoiser
 
 _SCHEDULES = {"linear": dm.linear_beta_schedule, "cosine": dm.cosine_beta_schedule,
@@ -79,7 +91,13 @@ class DDPMConfig:
     mlp_hidden: int = 256           # MLP width (points and latents)
     mlp_blocks: int = 3             # residual MLP blocks (points and latents)
     num_classes: int = 0            # > 0: class-conditional on ``label``
-    label_dropout: float = 0.1      # p(label -> null class) in training (guidance)
+    label_dropout: float = 0.1      # p(label -> null class, caption -> empty) in training
+    captions: str = ""              # text-conditional on the captions digits | shapes ("": no)
+    text_len: int = 8               # caption tokens (padded on the right)
+    text_encoder: str = "transformer"   # text tower (genjax/models/text_encoder.py)
+    text_dim: int = 64              # width of the joint text transformer
+    text_layers: int = 2            # its blocks
+    text_heads: int = 4             # its attention heads
     sampler: str = "ddpm"           # ddpm | ddim
     sample_steps: int = 0           # DDIM steps by default (0 = T)
     eta: float = 0.0                # DDIM eta by default
@@ -97,12 +115,24 @@ class DDPMConfig:
                                  f"got {getattr(self, name)!r}")
         if not 0 <= self.sample_steps <= self.num_timesteps:
             raise ValueError(f"model.sample_steps must be in [0, {self.num_timesteps}]")
+        if self.captions:
+            if self.captions not in cap.CAPTION_LENGTHS:
+                raise ValueError(f"model.captions must be '' or one of "
+                                 f"{sorted(cap.CAPTION_LENGTHS)}, got {self.captions!r}")
+            if self.num_classes:
+                raise ValueError("model.captions (text) and model.num_classes (class "
+                                 "conditioning) exclude each other")
+            if self.text_len < cap.CAPTION_LENGTHS[self.captions]:
+                raise ValueError(f"model.text_len {self.text_len} is shorter than the "
+                                 f"{self.captions!r} captions "
+                                 f"({cap.CAPTION_LENGTHS[self.captions]} words)")
 
 
 class DDPM:
     """Diffusion model following the genjax protocol; see the module docstring.
 
-    ``params``: ``{"net": ...}`` plus ``{"autoencoder": ...}`` for latent diffusion.
+    ``params``: ``{"net": ...}`` plus ``{"autoencoder": ...}`` for latent diffusion and
+    ``{"text_encoder": ...}`` for text conditioning.
     """
 
     def __init__(self, config: DDPMConfig):
@@ -122,15 +152,24 @@ class DDPM:
         self.net = denoiser(self.x_shape, c)
         self.is_image = len(self.x_shape) == 3 and not self.latent
         self.null_class = c.num_classes
+        self.text = bool(c.captions)
+        self.text_len = c.text_len if self.text else 0
+        self.text_encoder = build_text_encoder(c) if self.text else None
+        frozen_text = self.text and self.text_encoder.frozen
+        conditioning = "text" if self.text else "class" if c.num_classes else "none"
         self.capabilities = Capabilities(
             likelihood="bound" if self.is_image else "none",   # the bound needs discrete data
             likelihood_kind="variational bound" if self.is_image else "",
-            conditioning="class" if c.num_classes else "none", num_classes=c.num_classes,
-            param_groups=self.latent, sample_options=("guidance_scale",))
+            conditioning=conditioning, num_classes=c.num_classes,
+            param_groups=self.latent or frozen_text,
+            sample_options=("guidance_scale", "prompt") if self.text else ("guidance_scale",))
 
     def update_rule(self) -> UpdateRule:
-        """Latent diffusion: the denoiser is trained, the autoencoder is frozen."""
-        return UpdateRule(groups={DEFAULT_GROUP: None, FROZEN: ("autoencoder",)},
+        """The denoiser (and a jointly trained text encoder) is trained; the autoencoder of
+        latent diffusion and a pretrained text tower are frozen."""
+        frozen = (("autoencoder",) if self.latent else ()) + (
+            ("text_encoder",) if self.text and self.text_encoder.frozen else ())
+        return UpdateRule(groups={DEFAULT_GROUP: None, FROZEN: frozen},
                           phases=(Phase(DEFAULT_GROUP, self.loss),))
 
     # ----------------------------------------------------------------- data
@@ -156,16 +195,71 @@ class DDPM:
         """The labels of a batch (class-conditional models), else None."""
         return cnd.labels_of(batch, None, self.config.num_classes)
 
-    def _apply(self, params, x_t, t, y, *, train=False, rng=None):
+    def encode_text(self, params, tokens: jax.Array) -> tuple:
+        """The network's text condition of caption tokens int [B, L]: (pooled [B, P],
+        states [B, L, W], mask bool [B, L], True at the real tokens)."""
+        enc = params["text_encoder"]
+        if self.text_encoder.frozen:
+            enc = jax.lax.stop_gradient(enc)
+        pooled, states = self.text_encoder.encode(enc, tokens)
+        return pooled, states, tokens != cap.PAD_ID
+
+    def _batch_cond(self, params, batch: dict, drop_key=None):
+        """The network's condition of each example of ``batch`` (labels, the encoded caption,
+        or None); with ``drop_key`` each is dropped to the null condition with probability
+        ``label_dropout`` (training)."""
+        c = self.config
+        p = c.label_dropout if drop_key is not None else 0.0
+        if self.text:
+            tokens = cap.caption_tokens(c.captions, batch, self.text_len)
+            if p > 0:
+                tokens = cnd.drop_condition(drop_key, tokens, cap.PAD_ID, p)
+            return self.encode_text(params, tokens)
+        y = self._labels(batch)
+        if y is not None and p > 0:
+            y = cnd.drop_condition(drop_key, y, self.null_class, p)
+        return y
+
+    def _sample_cond(self, params, n: int, cond=None, prompt=None):
+        """(condition, null condition) of n samples for the network, or (None, None):
+        class labels (``cond``; default the classes in turn) and the null class, or the
+        encoded caption (``prompt`` or token ids ``cond``; default the captions in turn) and
+        the encoded empty caption (:mod:`genjax.core.conditioning`)."""
+        c = self.config
+        if not self.text:
+            if prompt is not None:
+                raise ValueError("this diffusion model is not text-conditioned: it takes no "
+                                 "prompt")
+            y = cnd.class_labels(cond, n, c.num_classes)
+            return (None, None) if y is None else (y, jnp.full_like(y, self.null_class))
+        tokens = cap.condition_tokens(n, cond, prompt, max_len=self.text_len,
+                                      scheme=c.captions)
+        null = self.encode_text(params, cap.null_tokens(1, self.text_len))
+        return (self.encode_text(params, tokens),
+                jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape[1:]), null))
+
+    def _apply(self, params, x_t, t, cond, *, train=False, rng=None):
+        """The network at (x_t, t) given ``cond``: labels [B], the encoded caption
+        (:meth:`encode_text`) or None."""
         rngs = {"dropout": rng} if train and rng is not None else None
-        return self.net.apply(params["net"], x_t, t, y, train=train, rngs=rngs)
+        if self.text:
+            return self.net.apply(params["net"], x_t, t, None, context=cond, train=train,
+                                  rngs=rngs)
+        return self.net.apply(params["net"], x_t, t, cond, train=train, rngs=rngs)
 
     # ------------------------------------------------------------- protocol
     def init(self, rng: jax.Array, batch: dict) -> dict:
         n = batch[self.config.data_key].shape[0]
         x = jnp.zeros((n,) + self.x_shape)
-        y = self._labels(batch)
-        params = {"net": self.net.init(rng, x, jnp.zeros((n,), jnp.int32), y)}
+        t = jnp.zeros((n,), jnp.int32)
+        if self.text:
+            k_net, k_text = jax.random.split(rng)
+            params = {"text_encoder": self.text_encoder.init(
+                k_text, cap.null_tokens(n, self.text_len))}
+            context = self.encode_text(params, cap.null_tokens(n, self.text_len))
+            params["net"] = self.net.init(k_net, x, t, None, context=context)
+        else:
+            params = {"net": self.net.init(rng, x, t, self._labels(batch))}
         if self.latent:
             params["autoencoder"] = self._ae_params
         return params
@@ -179,9 +273,7 @@ class DDPM:
         t = batch_draw(jax.random.randint, k_t, (n,), 0, c.num_timesteps)
         eps = batch_draw(jax.random.normal, k_eps, x0.shape)
         x_t = dm.q_sample(self.schedule, x0, t, eps)
-        y = self._labels(batch)
-        if y is not None and c.label_dropout > 0:
-            y = cnd.drop_condition(k_y, y, self.null_class, c.label_dropout)
+        y = self._batch_cond(params, batch, k_y)
         out = self._apply(params, x_t, t, y, train=True, rng=k_drop)
         target = {"eps": eps, "x0": x0, "v": None}[c.target]
         if c.target == "v":
@@ -191,15 +283,19 @@ class DDPM:
         loss = jnp.mean(weight * mse)
         return loss, {"loss": loss, "mse": jnp.mean(mse)}
 
-    def _x0_eps(self, params, x_t, t, y, w):
-        """Guided (x0_hat, eps_hat) at timesteps t [B]."""
+    def _x0_eps(self, params, x_t, t, y, w, null=None):
+        """Guided (x0_hat, eps_hat) at timesteps t [B]: condition ``y`` (labels, or encoded
+        captions) and its null condition ``null`` (default for labels: the null class), or
+        y = None (unconditional)."""
         c = self.config
+        if y is not None and null is None:
+            null = jnp.full_like(y, self.null_class)
         if y is None:
             out = self._apply(params, x_t, t, None)
             x0, eps = dm.model_output_to_x0_eps(self.schedule, x_t, t, out, c.target)
         else:
             both = self._apply(params, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]),
-                               jnp.concatenate([y, jnp.full_like(y, self.null_class)]))
+                               jax.tree.map(lambda a, b: jnp.concatenate([a, b]), y, null))
             x0_both, eps_both = dm.model_output_to_x0_eps(
                 self.schedule, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]), both,
                 c.target)
@@ -211,8 +307,8 @@ class DDPM:
             eps = dm.predict_eps_from_x0(self.schedule, x_t, t, x0)
         return x0, eps
 
-    def _reverse(self, params, rng, x_T, y, *, num_steps, eta, guidance_scale, known=None,
-                 resample=1):
+    def _reverse(self, params, rng, x_T, y, null=None, *, num_steps, eta, guidance_scale,
+                 known=None, resample=1):
         """The reverse chain from x_T as one fori_loop. ``known = (x0_known, mask)``
         re-imposes the known region, noised to the step reached, after every step; with
         ``resample = U > 1`` each step is repeated U times, the U - 1 first results taken back
@@ -221,6 +317,7 @@ class DDPM:
         T = c.num_timesteps
         n = x_T.shape[0]
         ddpm = c.sampler == "ddpm"
+        null_kw = {} if null is None else {"null": null}
         steps = T if ddpm else num_steps
 
         def timestep(i):
@@ -228,7 +325,7 @@ class DDPM:
 
         def step(x, t, t_prev, key):
             tb = jnp.full((n,), t)
-            x0, eps = self._x0_eps(params, x, tb, y, guidance_scale)
+            x0, eps = self._x0_eps(params, x, tb, y, guidance_scale, **null_kw)
             if ddpm:
                 x = dm.ddpm_step(self.schedule, x, tb, x0, key, variance=c.variance)
             else:
@@ -270,21 +367,24 @@ class DDPM:
                 c.guidance_scale if guidance_scale is None else guidance_scale)
 
     def sample(self, params, rng, num_samples: int, cond=None, *, num_steps=None, eta=None,
-               guidance_scale=None):
+               guidance_scale=None, prompt=None):
         """x_T ~ N(0, I), then the reverse chain: uint8 images [N, H, W, C] (points: float [N, D]).
 
-        ``cond``: labels [N] (or an int) for a class-conditional model; None: the
-        classes in turn (:mod:`genjax.core.conditioning`). ``num_steps`` (DDIM), ``eta`` and
-        ``guidance_scale`` default to the config and may change between jitted calls
-        without recompiling.
+        ``cond``: labels [N] (or an int) for a class-conditional model, caption token ids
+        int [N, <= text_len] for a text-conditional one; None: the classes (captions) in
+        turn (:mod:`genjax.core.conditioning`). ``prompt`` (text): a string or N strings of
+        words of the captions, an alternative to token ids; pass it bound
+        (``functools.partial``) when jitting. ``num_steps`` (DDIM), ``eta`` and
+        ``guidance_scale`` default to the config and, like token ids, may change between
+        jitted calls without recompiling.
         """
         num_steps, eta, w = self._defaults(num_steps, eta, guidance_scale)
         k_x, k_chain = jax.random.split(rng)
         x_T = jax.random.normal(k_x, (num_samples,) + self.x_shape)
-        y = cnd.class_labels(cond, num_samples, self.config.num_classes)
-        x0 = self._reverse(params, k_chain, x_T, y, num_steps=num_steps, eta=eta,
+        y, null = self._sample_cond(params, num_samples, cond, prompt)
+        x0 = self._reverse(params, k_chain, x_T, y, null, num_steps=num_steps, eta=eta,
                            guidance_scale=w)
-        return self.from_x0(params, x0, y)
+        return self.from_x0(params, x0, None if self.text else y)
 
     def inpaint(self, params, rng, image, mask, cond=None, *, num_steps=None, eta=None,
                 guidance_scale=None, resample=1):
@@ -306,8 +406,8 @@ class DDPM:
         mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), x0_known.shape)
         k_x, k_chain = jax.random.split(rng)
         x_T = jax.random.normal(k_x, x0_known.shape)
-        y = cnd.class_labels(cond, image.shape[0], self.config.num_classes)
-        x0 = self._reverse(params, k_chain, x_T, y, num_steps=num_steps, eta=eta,
+        y, null = self._sample_cond(params, image.shape[0], cond)
+        x0 = self._reverse(params, k_chain, x_T, y, null, num_steps=num_steps, eta=eta,
                            guidance_scale=w, known=(x0_known, mask), resample=resample)
         out = self.from_x0(params, x0)
         return jnp.where(mask > 0, image, out)
@@ -322,7 +422,7 @@ class DDPM:
                              "(capabilities.likelihood is 'none' for points and latents)")
         x0 = self.to_x0(params, batch)
         n = x0.shape[0]
-        y = self._labels(batch)
+        y = self._batch_cond(params, batch)
         image = batch[c.data_key]
 
         def term(t_key):

@@ -205,7 +205,7 @@ class TokenPrior:
 
     def _null(self, n: int):
         """(text, label) of the dropped condition for n examples."""
-        text = jnp.full((n, self.text_len), cap.PAD_ID, jnp.int32) if self.text else None
+        text = cap.null_tokens(n, self.text_len) if self.text else None
         label = jnp.full((n,), self.null_class, jnp.int32) if self.config.num_classes else None
         return text, label
 
@@ -222,15 +222,8 @@ class TokenPrior:
                              "text: it takes no prompt")
         if not self.text:
             return None, cnd.class_labels(cond, n, c.num_classes)
-        if prompt is not None:
-            cond = cap.tokenize(prompt, self.text_len, scheme=c.captions)
-        if cond is None:
-            captions = cap.all_captions(c.captions)
-            cond = cap.tokenize([captions[i % len(captions)] for i in range(n)], self.text_len)
-        cond = jnp.asarray(cond, jnp.int32)
-        cond = jnp.pad(cond, ((0, 0), (0, self.text_len - cond.shape[-1])),
-                       constant_values=cap.PAD_ID)
-        return jnp.broadcast_to(cond, (n, self.text_len)), None
+        return cap.condition_tokens(n, cond, prompt, max_len=self.text_len,
+                                    scheme=c.captions), None
 
     # -------------------------------------------------------------- protocol
     def init(self, rng: jax.Array, batch: dict) -> dict:

@@ -15,6 +15,11 @@ GANs"):
 - :class:`ResBlock` conditions on emb by adaptive group norm (AdaGN):
   h = GroupNorm(h) * (1 + scale) + shift, (scale, shift) = Dense(SiLU(emb)).
 - :class:`AttentionBlock` is multi-head self-attention over the H * W positions.
+- Text conditioning (``cross_attention``, as in Imagen / Stable Diffusion): the caller
+  passes ``context = (pooled [B, P], states [B, L, W], mask bool [B, L])`` from a text
+  encoder; emb += Dense(pooled), and a :class:`CrossAttentionBlock` follows every
+  self-attention block (the attention resolutions and the middle block), its queries
+  from the H * W positions, keys and values from the unmasked text states.
 - conv3x3 -> per level ``num_res_blocks`` ResBlocks (+ attention where the
   feature map's side is in ``attention_resolutions``) and a stride-2 conv
   (not after the last level) -> ResBlock, attention, ResBlock -> per level,
@@ -23,7 +28,7 @@ GANs"):
   outputs and the first conv included, as in DDPM), then nearest 2x upsampling
   and a conv3x3 -> GroupNorm, SiLU, conv3x3.
 
-The last conv of every residual branch (ResBlock, attention) and of the output
+The last conv of every residual branch (ResBlock, attention, cross-attention) and of the output
 is zero-initialised: at initialisation every block is the identity and the
 U-Net's output is exactly zero.
 
@@ -147,6 +152,52 @@ class AttentionBlock(nn.Module):
         return x.astype(self.dtype) + h
 
 
+class CrossAttentionBlock(nn.Module):
+    """Multi-head cross-attention from the H * W positions to a text encoder's states:
+    x [B, H, W, C], context [B, L, W_ctx], mask bool [B, L] -> [B, H, W, C].
+
+        q = Dense(GroupNorm(x)),  (k, v) = Dense([c_null; context])
+        out = x + Dense_zero(softmax(q k^T / sqrt(d_head) + M) v),
+
+    with M = 0 where ``mask`` is True (a real token) and -inf at padded positions, so
+    the output does not depend on the states there. c_null is a learned context vector
+    that every query may attend to: the empty caption (every position padded) attends
+    to it alone instead of to nothing. Heads as in :class:`AttentionBlock`. The zero-
+    initialised output projection makes the block the identity at initialisation.
+    """
+
+    num_heads: int = 4
+    head_channels: int = 0
+    norm_groups: int = 32
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array) -> jax.Array:
+        b, height, width, ch = x.shape
+        heads = ch // self.head_channels if self.head_channels > 0 else self.num_heads
+        if heads < 1 or ch % heads:
+            raise ValueError(f"CrossAttentionBlock: {ch} channels are not divisible into "
+                             f"{heads} heads (num_heads={self.num_heads}, "
+                             f"head_channels={self.head_channels})")
+        if context.ndim != 3 or mask.shape != context.shape[:2]:
+            raise ValueError(f"CrossAttentionBlock expects context [B, L, W] and mask [B, L], "
+                             f"got {context.shape} and {mask.shape}")
+        null = self.param("null_context", nn.initializers.normal(0.02), (context.shape[-1],))
+        context = jnp.concatenate(
+            [jnp.broadcast_to(null, (b, 1, context.shape[-1])), context], axis=1)
+        mask = jnp.concatenate([jnp.ones((b, 1), bool), jnp.asarray(mask, bool)], axis=1)
+        h = GroupNorm32(self.norm_groups)(x).astype(self.dtype)
+        q = nn.Dense(ch, dtype=self.dtype, name="q")(h).reshape(
+            b, height * width, heads, ch // heads)
+        kv = nn.Dense(2 * ch, dtype=self.dtype, name="kv")(context.astype(self.dtype))
+        kv = kv.reshape(b, context.shape[1], 2, heads, ch // heads)
+        h = jax.nn.dot_product_attention(q, kv[:, :, 0], kv[:, :, 1],
+                                         mask=mask[:, None, None, :])
+        h = nn.Dense(ch, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="proj")(
+            h.reshape(b, height, width, ch))
+        return x.astype(self.dtype) + h
+
+
 class Downsample(nn.Module):
     """Stride-2 conv3x3 (padding 1): [B, H, W, C] -> [B, H/2, W/2, C]."""
 
@@ -180,6 +231,8 @@ class UNet(nn.Module):
     The middle block always has attention.
     ``num_classes`` > 0: class-conditional, y in {0, ..., num_classes}, where
     y = num_classes (or y = None) is the null class of classifier-free guidance.
+    ``cross_attention``: text-conditional; ``context = (pooled, states, mask)`` (see the
+    module docstring) is then required.
     ``dtype``: computation dtype; parameters stay float32.
     """
 
@@ -193,11 +246,12 @@ class UNet(nn.Module):
     dropout: float = 0.0
     num_classes: int = 0
     norm_groups: int = 32           # GroupNorm groups (gcd with the channels for small widths)
+    cross_attention: bool = False   # text-conditional: cross-attention to ``context``
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *,
-                 train: bool = False) -> jax.Array:
+                 context: tuple | None = None, train: bool = False) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"UNet expects x of shape [B, H, W, C], got {x.shape}")
         b, height, width, _ = x.shape
@@ -209,6 +263,10 @@ class UNet(nn.Module):
                 f"got {height}x{width}")
         if y is not None and self.num_classes <= 0:
             raise ValueError("UNet got labels y but num_classes = 0")
+        if (context is not None) != self.cross_attention:
+            raise ValueError("UNet: context (pooled, states, mask) goes with "
+                             f"cross_attention=True (and only with it); cross_attention="
+                             f"{self.cross_attention}, context given: {context is not None}")
 
         # Embedding of t (and y), kept in float32: [B, 4 * base_channels].
         emb_dim = 4 * self.base_channels
@@ -221,11 +279,24 @@ class UNet(nn.Module):
                 y = jnp.full((b,), self.num_classes, jnp.int32)
             y = jnp.broadcast_to(jnp.asarray(y, jnp.int32), (b,))
             emb = emb + nn.Embed(self.num_classes + 1, emb_dim, name="class_embed")(y)
+        if self.cross_attention:
+            pooled, states, mask = context
+            emb = emb + nn.Dense(emb_dim, name="text_pooled")(jnp.asarray(pooled, jnp.float32))
 
         common = dict(norm_groups=self.norm_groups, dtype=self.dtype)
         res = functools.partial(ResBlock, dropout=self.dropout, **common)
         attn = functools.partial(AttentionBlock, num_heads=self.num_heads,
                                  head_channels=self.head_channels, **common)
+        xattn = functools.partial(CrossAttentionBlock, num_heads=self.num_heads,
+                                  head_channels=self.head_channels, **common)
+
+        def attend(h, where):
+            """Self-attention, then cross-attention to the text when conditioned on it."""
+            h = attn(name=f"{where[0]}attn{where[1]}")(h)
+            if self.cross_attention:
+                h = xattn(name=f"{where[0]}xattn{where[1]}")(h, states, mask)
+            return h
+
         attention_at = set(self.attention_resolutions)
         last = len(self.channel_mults) - 1
 
@@ -238,7 +309,7 @@ class UNet(nn.Module):
                 h = res(self.base_channels * mult, name=f"down_{level}_res_{i}")(
                     h, emb, train=train)
                 if side in attention_at:
-                    h = attn(name=f"down_{level}_attn_{i}")(h)
+                    h = attend(h, (f"down_{level}_", f"_{i}"))
                 skips.append(h)
             if level != last:
                 h = Downsample(self.dtype, name=f"down_{level}_downsample")(h)
@@ -246,7 +317,7 @@ class UNet(nn.Module):
 
         mid_channels = h.shape[-1]
         h = res(mid_channels, name="mid_res_0")(h, emb, train=train)
-        h = attn(name="mid_attn")(h)
+        h = attend(h, ("mid_", ""))
         h = res(mid_channels, name="mid_res_1")(h, emb, train=train)
 
         for level in reversed(range(len(self.channel_mults))):
@@ -256,7 +327,7 @@ class UNet(nn.Module):
                 h = res(self.base_channels * self.channel_mults[level],
                         name=f"up_{level}_res_{i}")(h, emb, train=train)
                 if side in attention_at:
-                    h = attn(name=f"up_{level}_attn_{i}")(h)
+                    h = attend(h, (f"up_{level}_", f"_{i}"))
             if level != 0:
                 h = Upsample(self.dtype, name=f"up_{level}_upsample")(h)
         assert not skips
@@ -313,13 +384,18 @@ def denoiser(x_shape: tuple[int, ...], config) -> nn.Module:
     :class:`UNet` for images (H, W, C), the :class:`MLPScoreNet` for vectors (D,). ``config``
     carries the fields of both (``base_channels``, ``channel_mults``, ``num_res_blocks``,
     ``attention_resolutions``, ``num_heads``, ``dropout``, ``num_classes``,
-    ``compute_dtype``; ``mlp_hidden``, ``mlp_blocks``)."""
+    ``compute_dtype``, optionally ``captions`` (text conditioning: cross-attention);
+    ``mlp_hidden``, ``mlp_blocks``)."""
+    if getattr(config, "captions", "") and len(x_shape) != 3:
+        raise ValueError("text conditioning needs an image denoiser (the U-Net's cross-"
+                         f"attention); this model's data has shape {tuple(x_shape)}")
     c = config
     if len(x_shape) == 3:
         return UNet(out_channels=x_shape[-1], base_channels=c.base_channels,
                     channel_mults=c.channel_mults, num_res_blocks=c.num_res_blocks,
                     attention_resolutions=c.attention_resolutions, num_heads=c.num_heads,
                     dropout=c.dropout, num_classes=c.num_classes,
+                    cross_attention=bool(getattr(c, "captions", "")),
                     dtype=jnp.dtype(c.compute_dtype))
     return MLPScoreNet(dim=x_shape[0], hidden=c.mlp_hidden, num_blocks=c.mlp_blocks,
                        num_classes=c.num_classes, dropout=c.dropout)

@@ -103,6 +103,11 @@ class EvalConfig:
     iwae_samples: int = 0           # K for bound-based families (0 = the model's default)
     num_samples: int = 1000         # samples for FID/KID/IS/precision-recall (0 = skip)
     sample_batch_size: int = 250    # samples per jitted sampling call
+    # Conditional models: does a sample follow its condition? Samples per class or caption
+    # (0 = skip) read back by a classifier (genjax/eval/conditioning.py), at each guidance
+    # weight w of conditioning_guidance.
+    conditioning_per_condition: int = 0
+    conditioning_guidance: tuple = (0.0, 1.0, 3.0)
     # Model selection on the validation split (genjax/train/validation.py): every
     # validation_every steps (0 = never) the held-out objective (NLL, or the loss) of the EMA
     # params over the first validation_examples (0 = all) validation examples; the best one is
@@ -118,8 +123,8 @@ class EvalConfig:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
         if self.patience and not self.validation_every:
             raise ValueError(f"eval.patience = {self.patience} needs eval.validation_every > 0")
-        for name in ("num_examples", "iwae_samples", "num_samples", "validation_every",
-                     "validation_examples", "patience"):
+        for name in ("num_examples", "iwae_samples", "num_samples", "conditioning_per_condition",
+                     "validation_every", "validation_examples", "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
 

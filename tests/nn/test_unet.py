@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.nn.unet import AttentionBlock, MLPScoreNet, UNet, sinusoidal_embedding
+from genjax.nn.unet import (AttentionBlock, CrossAttentionBlock, MLPScoreNet, UNet,
+                            sinusoidal_embedding)
 
 # Tiny U-Net on 8x8x2 inputs: levels of side 8 and 4, attention at 4 (the lowest level).
 TINY = dict(out_channels=2, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
@@ -182,3 +183,74 @@ def test_mlp_score_net():
     assert diff(apply(params, x[::-1], t, y), out) > 1e-4
     with pytest.raises(ValueError, match="num_classes = 0"):
         jax.eval_shape(MLPScoreNet(dim=2).init, INIT_KEY(0), x, t, y)
+
+
+# ----------------------------------------------------------- cross-attention (text)
+def _xattn_inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)
+    context = rng.normal(size=(3, 5, 6)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], bool)  # last: empty
+    return x, context, mask
+
+
+@pytest.fixture(scope="module")
+def xattn():
+    """(block, params at init, perturbed params) of a CrossAttentionBlock, 2 heads."""
+    block = CrossAttentionBlock(num_heads=2)
+    x, context, mask = _xattn_inputs()
+    params = jax.jit(block.init)(INIT_KEY(0), x, context, mask)
+    return block, params, _perturb(params, seed=3)
+
+
+def test_cross_attention_is_the_identity_at_init(xattn):
+    """The zero-initialised output projection: out = x exactly at initialisation."""
+    block, params, _ = xattn
+    x, context, mask = _xattn_inputs()
+    np.testing.assert_array_equal(np.asarray(block.apply(params, x, context, mask)), x)
+
+
+def test_cross_attention_ignores_the_states_at_padded_positions(xattn):
+    """Replacing the text states where mask is False (the padding, and every position of
+    the empty caption) leaves the output unchanged; replacing a real token's state does
+    not."""
+    block, _, params = xattn
+    x, context, mask = _xattn_inputs()
+    apply = jax.jit(block.apply)
+    out = np.asarray(apply(params, x, context, mask))
+    other = np.where(mask[..., None], context, 100.0 * _xattn_inputs(seed=1)[1])
+    np.testing.assert_allclose(np.asarray(apply(params, x, other, mask)), out, atol=1e-5)
+    assert np.all(np.isfinite(out))
+    real = context.copy()
+    real[0, 1] += 3.0                                  # a real token of the first caption
+    changed = np.asarray(apply(params, x, real, mask))
+    assert np.abs(changed[0] - out[0]).max() > 1e-3
+    np.testing.assert_allclose(changed[1:], out[1:], atol=1e-6)
+
+
+def test_cross_attention_changes_with_the_text(xattn):
+    """Two different captions (states) give different outputs for the same image."""
+    block, _, params = xattn
+    x, context, mask = _xattn_inputs()
+    full = np.ones_like(mask)
+    a = np.asarray(block.apply(params, x, context, full))
+    b = np.asarray(block.apply(params, x, _xattn_inputs(seed=2)[1], full))
+    assert np.abs(a - b).max() > 1e-2
+
+
+def test_text_unet_is_zero_at_init_and_needs_its_context():
+    """A U-Net with cross-attention outputs exactly zero at init (every branch and the
+    output conv zero-initialised) and refuses to run without the text (or with text
+    when it has no cross-attention)."""
+    model = UNet(**dict(TINY, num_classes=0), cross_attention=True)
+    x, context, mask = _xattn_inputs()
+    x = x[..., :2].repeat(2, axis=1).repeat(2, axis=2)          # [3, 8, 8, 2]
+    ctx = (context[:, 0], context, mask)
+    t = np.array([1, 2, 3], np.int32)
+    params = jax.jit(model.init)(INIT_KEY(0), x, t, context=ctx)
+    assert "mid_xattn" in params["params"] and "up_1_xattn_0" in params["params"]
+    np.testing.assert_array_equal(np.asarray(model.apply(params, x, t, context=ctx)), 0.0)
+    with pytest.raises(ValueError, match="cross_attention"):
+        model.apply(params, x, t)
+    with pytest.raises(ValueError, match="cross_attention"):
+        UNet(**TINY).init(INIT_KEY(0), x, t, context=ctx)

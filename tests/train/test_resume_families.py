@@ -1,7 +1,8 @@
 """Bit-exact resume beyond the VAE: a run killed after an odd step and rerun ends where an
 uninterrupted run ends, for DDPM (with dropout and label dropout), a flow, an
-autoregressive model with dropout, the token prior and CLIP (a learned temperature beside the
-networks), with 1 and 3 steps per call."""
+autoregressive model with dropout, the token prior, CLIP (a learned temperature beside
+the networks) and text-to-image diffusion (caption dropout), with 1 and 3 steps per
+call."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def _config(family: str, steps_per_call: int):
         with config.unlocked():
             config.model.dropout = 0.2
         return config
+    if family == "text2img_diffusion":
+        from tests.models.test_text2img_diffusion import tiny_t2i_config
+
+        return tiny_t2i_config(**training)
     model, dataset, kwargs = {
         "ddpm": ("ddpm", "digits", dict(num_timesteps=10, base_channels=8, channel_mults=(1,),
                                         attention_resolutions=(), num_heads=1, dropout=0.1,
@@ -44,7 +49,7 @@ def _config(family: str, steps_per_call: int):
 @pytest.mark.slow
 @pytest.mark.parametrize("steps_per_call", [1, 3])
 @pytest.mark.parametrize("family", ["ddpm", "flow", "pixel_transformer", "token_prior",
-                                    "clip"])
+                                    "clip", "text2img_diffusion"])
 def test_killed_after_an_odd_step_resumes_bit_exactly(family, steps_per_call, tmp_path,
                                                       monkeypatch):
     config = _config(family, steps_per_call)
