@@ -24,7 +24,8 @@ def test_there_are_configs():
             "made.py", "pixelcnn.py", "gated_pixelcnn.py", "pixelcnnpp.py", "wavenet.py",
             "pixel_transformer.py", "realnvp_toy2d.py", "realnvp_digits.py", "glow_digits.py",
             "glow_cond_digits.py", "vqvae_digits.py", "vqvae_shapes.py",
-            "token_prior_digits.py", "text2img_shapes.py"} <= names
+            "token_prior_digits.py", "text2img_shapes.py", "sr3_digits.py",
+            "sr3_shapes.py"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

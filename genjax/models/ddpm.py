@@ -215,7 +215,7 @@ class DDPM:
         """The labels of a batch (class-conditional models), else None."""
         return cnd.labels_of(batch, None, self.config.num_classes)
 
-    def _apply(self, params, x_t, t, y, low=None, *, train=False, rng=None):
+    def _apply(self, params, x_t, t, y, *, low=None, train=False, rng=None):
         """The network at (x_t, t[, y]); ``low = (z_up, s)`` (super-resolution): the
         upsampled, augmented low-res image [B, H, W, C] joins x_t as extra channels and its
         augmentation level s [B] the embedding."""
@@ -321,7 +321,7 @@ class DDPM:
         if y is not None and c.label_dropout > 0:
             y = cnd.drop_condition(k_y, y, self.null_class, c.label_dropout)
         low = self._train_low_res(x0, rng)
-        out = self._apply(params, x_t, t, y, low, train=True, rng=k_drop)
+        out = self._apply(params, x_t, t, y, low=low, train=True, rng=k_drop)
         target = {"eps": eps, "x0": x0, "v": None}[c.target]
         if c.target == "v":
             target = dm.predict_v(self.schedule, x0, t, eps)
@@ -334,7 +334,7 @@ class DDPM:
         """Guided (x0_hat, eps_hat) at timesteps t [B] (``low``: see :meth:`_apply`)."""
         c = self.config
         if y is None:
-            out = self._apply(params, x_t, t, None, low)
+            out = self._apply(params, x_t, t, None, low=low)
             x0, eps = dm.model_output_to_x0_eps(self.schedule, x_t, t, out, c.target)
         else:
             both = self._apply(params, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]),
@@ -484,7 +484,7 @@ class DDPM:
             t, key = t_key
             tb = jnp.full((n,), t)
             x_t = dm.q_sample(self.schedule, x0, tb, jax.random.normal(key, x0.shape))
-            out = self._apply(params, x_t, tb, y, low)
+            out = self._apply(params, x_t, tb, y, low=low)
             x0_hat, _ = dm.model_output_to_x0_eps(self.schedule, x_t, tb, out, c.target)
             x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if c.clip_x0 else x0_hat
             mean, _, log_var = dm.q_posterior(self.schedule, x0_hat, x_t, tb)

@@ -123,8 +123,9 @@ def test_loss_is_the_ddpm_loss_with_the_low_res_channels(sr_model, batch):
     a = _abar_numpy(s)[:, None, None, None]
     z_s = np.sqrt(a) * z + np.sqrt(1 - a) * noise
     net_in = np.concatenate([x_t, z_s.repeat(2, axis=1).repeat(2, axis=2)], axis=-1)
-    out = jax.jit(model.net.apply)(params["net"], jnp.asarray(net_in, jnp.float32), jnp.asarray(t),
-                          None, aug=jnp.asarray(s, jnp.float32))
+    apply = jax.jit(model.net.apply)
+    out = apply(params["net"], jnp.asarray(net_in, jnp.float32), jnp.asarray(t), None,
+                aug=jnp.asarray(s, jnp.float32))
     expected = np.mean((np.asarray(out, np.float64) - eps) ** 2)
     np.testing.assert_allclose(float(loss), expected, rtol=2e-4)
 
@@ -257,3 +258,15 @@ def test_cascade_through_the_cli(tmp_path):
     assert results["sr_examples"] == 8
     assert np.isfinite(results["psnr_bicubic"]) and np.isfinite(results["psnr_sr"])
     assert results["fid_digits_sr"] > 0 and results["fid_digits_bicubic"] > 0
+
+
+def test_sr3_digits_base_stage_makes_the_low_res_images_of_the_sr_stage():
+    from genjax.configs import load_sibling
+
+    path = os.path.join(ROOT, "configs", "sr3_digits.py")
+    sr, base = load_sibling(path, "sr3_digits"), load_sibling(path, "sr3_digits", "base")
+    assert tuple(base.model.image_shape) == tuple(sr.model.low_res_shape) == (8, 8, 1)
+    assert base.data.name == "digits" and sr.data.name == "digits16"
+    assert not base.model.low_res_shape
+    with pytest.raises(ValueError, match="stage"):
+        load_sibling(path, "sr3_digits", "third")

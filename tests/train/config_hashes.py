@@ -37,6 +37,8 @@ CONFIGS = {
     "pixelcnn": dict(features=8, num_layers=2),
     "row_lstm": dict(features=8, num_layers=1),
     "diagonal_bilstm": dict(features=8, num_layers=1),
+    "sr3_digits": dict(base_channels=8, channel_mults=(1,), attention_resolutions=()),
+    "sr3_shapes": dict(base_channels=8, channel_mults=(1,), attention_resolutions=()),
 }
 
 
