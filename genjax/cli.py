@@ -5,6 +5,7 @@
     genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
                   [--temperature T] [--top_k K] [--guidance W] [--truncation PSI]
     genjax sample --workdir runs/score_vp_guided --cond 3 --classifier_scale 2
+    genjax sample --workdir runs/sr3_digits [--aug_level S]   # a cascade: base_workdir
     genjax sample --workdir runs/dcgan_digits --invert DIR [--invert_steps N] [--out FILE]
     genjax eval   --workdir runs/vae [--split test] [--checkpoint best|latest|STEP]
     genjax eval   --real DIR --fake DIR [--features auto|digits|inception]
@@ -44,6 +45,9 @@ flags.DEFINE_float("guidance", None, "Classifier-free guidance weight w (sample:
 flags.DEFINE_float("classifier_scale", None, "Classifier guidance scale gamma (sample: a score "
                    "model with a noise classifier, config.model.classifier_workdir); default: "
                    "the model's.")
+flags.DEFINE_float("aug_level", None, "Noise-augmentation level s in [0, 1] of the low-res "
+                   "input of a super-resolution model (sample); default: the model's "
+                   "sampling_aug_level.")
 flags.DEFINE_float("truncation", None, "Truncation psi of a StyleGAN (sample): w = w_avg + "
                    "psi (w - w_avg); default: the model's, 1 (none).")
 flags.DEFINE_string("invert", None, "sample: a folder of PNG/JPEG images to invert with the "
@@ -77,8 +81,8 @@ COMMANDS = {
               "[--config.training.num_steps=500 --config.model.beta=2.0 ...]"),
     "sample": ("draw samples of a trained run into a PNG grid",
                ("workdir", "num", "out", "cond", "prompt", "temperature", "top_k", "guidance",
-                "classifier_scale", "truncation", "invert", "invert_steps", "checkpoint", "step",
-                "seed"),
+                "classifier_scale", "truncation", "aug_level", "invert", "invert_steps",
+                "checkpoint", "step", "seed"),
                "genjax sample --workdir runs/cvae_digits --num 16 --cond 3 --out threes.png"),
     "eval": ("evaluate a run (bits/dim, FID/KID/IS, precision/recall) or two image folders",
              ("workdir", "split", "checkpoint", "step", "seed", "real", "fake", "features",
@@ -150,7 +154,7 @@ def _sample() -> None:
     kwargs = {}
     for flag, name in (("prompt", "prompt"), ("temperature", "temperature"), ("top_k", "top_k"),
                        ("guidance", "guidance_scale"), ("classifier_scale", "classifier_scale"),
-                       ("truncation", "truncation")):
+                       ("truncation", "truncation"), ("aug_level", "aug_level")):
         value = getattr(FLAGS, flag)
         if value is None:
             continue

@@ -25,7 +25,7 @@ def test_there_are_configs():
             "pixel_transformer.py", "realnvp_toy2d.py", "realnvp_digits.py", "glow_digits.py",
             "glow_cond_digits.py", "vqvae_digits.py", "vqvae_shapes.py",
             "token_prior_digits.py", "text2img_shapes.py",
-            "text2img_diffusion_shapes.py"} <= names
+            "text2img_diffusion_shapes.py", "sr3_digits.py", "sr3_shapes.py"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

@@ -634,3 +634,48 @@ def snr_weight(schedule: DiffusionSchedule, t: ArrayLike, kind: str = "simple",
     if target == "eps":
         return clipped / snr
     return clipped / (snr + 1.0)
+
+
+# ------------------------------------------------- cascades and super-resolution (SR3)
+def downsample_mean(x: jax.Array, factor: int) -> jax.Array:
+    """Average pooling by ``factor`` x ``factor`` blocks: x [B, H, W, C] ->
+    [B, H / factor, W / factor, C], z[i, j] = mean_{a, b < factor} x[factor i + a, factor j + b].
+    The low-resolution input of a super-resolution model, made from its high-resolution
+    target so that every (low, high) pair is consistent."""
+    b, h, w, c = x.shape
+    if h % factor or w % factor:
+        raise ValueError(f"downsample_mean: {h}x{w} is not divisible by {factor}")
+    return x.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def upsample_to(x: jax.Array, height: int, width: int, method: str = "nearest") -> jax.Array:
+    """Resize x [B, h, w, C] -> [B, height, width, C] by ``jax.image.resize`` (``nearest``,
+    ``bilinear`` or ``bicubic``; static): the low-res input brought to the target size
+    before it is concatenated to x_t (SR3, Saharia et al. 2021)."""
+    b, _, _, c = x.shape
+    return jax.image.resize(x, (b, height, width, c), method=method)
+
+
+def aug_alpha_bar(s: ArrayLike, offset: float = 0.008) -> jax.Array:
+    """alpha_bar(s) of a noise-augmentation level s in [0, 1] (continuous time, the cosine
+    schedule of Nichol & Dhariwal)::
+
+        alpha_bar(s) = cos^2(pi/2 (s + o) / (1 + o)) / cos^2(pi/2 o / (1 + o)),
+
+    so alpha_bar(0) = 1 (no corruption) and alpha_bar(1) = 0 (pure noise). s may be traced."""
+    s = jnp.asarray(s, jnp.float32)
+    f = jnp.cos(0.5 * jnp.pi * (s + offset) / (1.0 + offset)) ** 2
+    f0 = jnp.cos(0.5 * jnp.pi * offset / (1.0 + offset)) ** 2
+    return jnp.clip(f / f0, 0.0, 1.0)
+
+
+def augment_condition(z: jax.Array, s: ArrayLike, noise: jax.Array) -> jax.Array:
+    """Noise-conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models"; Imagen):
+    the low-res condition z [B, ...] taken to level s [B] (or a scalar) by a forward-diffusion
+    step,
+
+        z_s = sqrt(alpha_bar(s)) z + sqrt(1 - alpha_bar(s)) noise,   noise ~ N(0, I),
+
+    so z_s | z ~ N(sqrt(alpha_bar(s)) z, (1 - alpha_bar(s)) I) and z_0 = z exactly."""
+    abar = _per_example(jnp.broadcast_to(aug_alpha_bar(s), (z.shape[0],)), z.shape)
+    return jnp.sqrt(abar) * z + jnp.sqrt(1.0 - abar) * noise

@@ -57,6 +57,16 @@ def psnr_from_mse(mse, peak):
     return 10.0 * xp.log10(peak ** 2 / mse)
 
 
+def psnr_per_image(images, others, num_levels: int) -> np.ndarray:
+    """PSNR in dB of each image against its counterpart, on the levels: float64 [B],
+    10 log10((L - 1)^2 / MSE_b) with MSE_b the mean squared difference over the sub-pixels
+    of example b (inf where they are equal). images, others: integer levels [B, H, W, C]."""
+    diff = np.asarray(images, np.float64) - np.asarray(others, np.float64)
+    mse = np.mean(np.square(diff).reshape(len(diff), -1), axis=1)
+    with np.errstate(divide="ignore"):
+        return psnr_from_mse(mse, float(num_levels - 1))
+
+
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
     """Symmetric PSD square root by eigendecomposition (negative eigenvalues -> 0)."""
     eigvals, eigvecs = np.linalg.eigh((matrix + matrix.T) / 2)

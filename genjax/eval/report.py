@@ -61,6 +61,17 @@ def evaluate_run(config, model, params, *, split: str | None = None, seed: int =
         results.update(model.split_metrics(params, batches))
     if ecfg.conditioning_per_condition and caps.conditioning != "none":
         results.update(_conditioning_rows(model, params, seed, ecfg))
+    if caps.super_resolution:
+        # SR outputs given the split's downsampled images: PSNR against bicubic, FID.
+        from genjax.eval.super_resolution import super_resolution_metrics
+
+        batches, _ = gdata.load(config.data.name, split, ecfg.batch_size, shuffle=False,
+                                num_epochs=1, drop_remainder=False, data_dir=data_dir)
+        digits = config.data.name if config.data.name in DIGIT_DATASETS else None
+        results.update(super_resolution_metrics(
+            model, params, batches, jax.random.key(seed + 2), num_levels=info.num_levels,
+            max_examples=ecfg.num_examples, digits_dataset=digits, split=split,
+            data_dir=data_dir))
     if ecfg.num_samples and config.data.name in DIGIT_DATASETS:
         results.update(digit_sample_metrics(
             model, params, jax.random.key(seed + 1), config.data.name, split, info.num_levels,

@@ -47,11 +47,26 @@ parameter group (no gradient, no optimizer moments; see
 
 Conditioning follows :mod:`genjax.core.conditioning`: without ``cond`` a class-
 conditional model samples the classes in turn.
+
+Super-resolution (SR3, Saharia et al. 2021; ``low_res_shape``): the model of x_0 at
+``image_shape`` given a low-resolution image z of shape ``low_res_shape``, made from the
+target itself by average pooling (:func:`~genjax.core.diffusion.downsample_mean`), so every
+pair is consistent and any image dataset serves. z is corrupted by noise-conditioning
+augmentation (Ho et al. 2021, "Cascaded Diffusion Models"):
+z_s = sqrt(alpha_bar(s)) z + sqrt(1 - alpha_bar(s)) noise with s ~ U(0, ``max_aug_level``) in
+training and s = ``sampling_aug_level`` (traced: ``aug_level``) at sampling; z_s is upsampled
+(``low_res_upsample``) and concatenated to x_t as extra input channels, and s is embedded and
+added to the U-Net's time embedding. The loss is the DDPM loss of this conditional network,
+``sample(cond=low_res)`` draws x_0 given low-res images, and ``log_prob`` is the bound on
+log p(x | z_s). A cascade (``base_workdir``): a trained DDPM run at ``low_res_shape`` is kept
+frozen in ``params["base"]``; without low-res images ``sample`` draws them from it (its
+``cond``, labels for a class-conditional base) and super-resolves them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +119,11 @@ class DDPMConfig:
     guidance_scale: float = 0.0     # w by default
     autoencoder_workdir: str = ""   # latent diffusion: workdir of a trained VAE run
     compute_dtype: str = "float32"  # U-Net computation dtype (bfloat16 on accelerators)
+    low_res_shape: tuple[int, ...] = ()  # super-resolution: (h, w, C) of the low-res input
+    low_res_upsample: str = "nearest"    # nearest | bilinear: low-res -> image_shape for x_t
+    max_aug_level: float = 0.0      # s_max: training augmentation level s ~ U(0, s_max)
+    sampling_aug_level: float = 0.0  # s of the low-res input at sampling and evaluation
+    base_workdir: str = ""          # cascade: workdir of a DDPM run at low_res_shape
 
     def __post_init__(self):
         checks = {"schedule": _SCHEDULES, "target": ("eps", "x0", "v"),
@@ -126,13 +146,35 @@ class DDPMConfig:
                 raise ValueError(f"model.text_len {self.text_len} is shorter than the "
                                  f"{self.captions!r} captions "
                                  f"({cap.CAPTION_LENGTHS[self.captions]} words)")
+        if self.low_res_shape or self.base_workdir:
+            self._check_super_resolution()
+
+    def _check_super_resolution(self):
+        low, high = tuple(self.low_res_shape), tuple(self.image_shape)
+        if len(low) != 3 or len(high) != 3 or self.data_key != "image":
+            raise ValueError("model.low_res_shape (super-resolution) needs image models with "
+                             f"image_shape and low_res_shape = (H, W, C), got {high}, {low}")
+        if low[2] != high[2] or high[0] % low[0] or high[1] % low[1] or \
+                high[0] // low[0] != high[1] // low[1]:
+            raise ValueError(f"model.low_res_shape = {low} must have the channels of "
+                             f"image_shape = {high} and sides that divide it by one factor")
+        if self.low_res_upsample not in ("nearest", "bilinear"):
+            raise ValueError("model.low_res_upsample must be 'nearest' or 'bilinear', "
+                             f"got {self.low_res_upsample!r}")
+        for name in ("max_aug_level", "sampling_aug_level"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"model.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.autoencoder_workdir or self.num_classes or self.captions:
+            raise ValueError("super-resolution (model.low_res_shape) takes no "
+                             "autoencoder_workdir, num_classes or captions")
 
 
 class DDPM:
     """Diffusion model following the genjax protocol; see the module docstring.
 
     ``params``: ``{"net": ...}`` plus ``{"autoencoder": ...}`` for latent diffusion and
-    ``{"text_encoder": ...}`` for text conditioning.
+    ``{"text_encoder": ...}`` for text conditioning and ``{"base": ...}`` (the
+    low-resolution DDPM) for a cascade.
     """
 
     def __init__(self, config: DDPMConfig):
@@ -156,19 +198,36 @@ class DDPM:
         self.text_len = c.text_len if self.text else 0
         self.text_encoder = build_text_encoder(c) if self.text else None
         frozen_text = self.text and self.text_encoder.frozen
-        conditioning = "text" if self.text else "class" if c.num_classes else "none"
+        self.super_res = bool(c.low_res_shape)
+        self.base = None
+        if c.base_workdir:
+            from genjax.models.pretrained import load_pretrained
+
+            self.base, self._base_params = load_pretrained(
+                c.base_workdir, kind="ddpm", image_shape=c.low_res_shape,
+                role="config.model.base_workdir")
+            if not self.base.is_image:
+                raise ValueError("config.model.base_workdir must hold a DDPM of images")
+        # A cascade takes the condition of its base (labels of a class-conditional base).
+        classes = self.base.config.num_classes if self.base is not None else c.num_classes
+        conditioning = "text" if self.text else "class" if classes else "none"
+        kind = "variational bound" + (" of log p(x | low-res)" if self.super_res else "")
+        options = (("guidance_scale",) + (("prompt",) if self.text else ())
+                   + (("aug_level",) if self.super_res else ()))
         self.capabilities = Capabilities(
             likelihood="bound" if self.is_image else "none",   # the bound needs discrete data
-            likelihood_kind="variational bound" if self.is_image else "",
-            conditioning=conditioning, num_classes=c.num_classes,
-            param_groups=self.latent or frozen_text,
-            sample_options=("guidance_scale", "prompt") if self.text else ("guidance_scale",))
+            likelihood_kind=kind if self.is_image else "",
+            conditioning=conditioning, num_classes=classes,
+            param_groups=self.latent or frozen_text or self.base is not None,
+            sample_options=options, super_resolution=self.super_res)
 
     def update_rule(self) -> UpdateRule:
         """The denoiser (and a jointly trained text encoder) is trained; the autoencoder of
-        latent diffusion and a pretrained text tower are frozen."""
-        frozen = (("autoencoder",) if self.latent else ()) + (
-            ("text_encoder",) if self.text and self.text_encoder.frozen else ())
+        latent diffusion, a pretrained text tower and the low-resolution base of a cascade
+        are frozen."""
+        frozen = ((("autoencoder",) if self.latent else ())
+                  + (("text_encoder",) if self.text and self.text_encoder.frozen else ())
+                  + (("base",) if self.base is not None else ()))
         return UpdateRule(groups={DEFAULT_GROUP: None, FROZEN: frozen},
                           phases=(Phase(DEFAULT_GROUP, self.loss),))
 
@@ -238,31 +297,105 @@ class DDPM:
         return (self.encode_text(params, tokens),
                 jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape[1:]), null))
 
-    def _apply(self, params, x_t, t, cond, *, train=False, rng=None):
+    def _apply(self, params, x_t, t, cond, *, low=None, train=False, rng=None):
         """The network at (x_t, t) given ``cond``: labels [B], the encoded caption
-        (:meth:`encode_text`) or None."""
+        (:meth:`encode_text`) or None; ``low = (z_up, s)`` (super-resolution): the
+        upsampled, augmented low-res image [B, H, W, C] joins x_t as extra channels and its
+        augmentation level s [B] the embedding."""
         rngs = {"dropout": rng} if train and rng is not None else None
-        if self.text:
-            return self.net.apply(params["net"], x_t, t, None, context=cond, train=train,
-                                  rngs=rngs)
-        return self.net.apply(params["net"], x_t, t, cond, train=train, rngs=rngs)
+        y, kw = (None, {"context": cond}) if self.text else (cond, {})
+        if low is not None:
+            z_up, kw["aug"] = low
+            x_t = jnp.concatenate([x_t, z_up], axis=-1)
+        return self.net.apply(params["net"], x_t, t, y, train=train, rngs=rngs, **kw)
+
+    # --------------------------------------------------------- super-resolution
+    @property
+    def factor(self) -> int:
+        """The super-resolution factor image side / low-res side."""
+        return self.config.image_shape[0] // self.config.low_res_shape[0]
+
+    def downsample(self, images) -> jax.Array:
+        """uint8 high-res images [B, H, W, C] -> their low-res version in [-1, 1],
+        [B, h, w, C] (average pooling of the scaled images)."""
+        return dm.downsample_mean(lk.to_symmetric(images, self.config.num_levels), self.factor)
+
+    def low_res_input(self, z, s, noise) -> tuple:
+        """``(z_up, s)`` of :meth:`_apply`: z [B, h, w, C] in [-1, 1] augmented to level s [B]
+        with ``noise`` (:func:`~genjax.core.diffusion.augment_condition`), then upsampled."""
+        h, w, _ = self.config.image_shape
+        z_s = dm.augment_condition(z, s, noise)
+        return dm.upsample_to(z_s, h, w, self.config.low_res_upsample), s
+
+    def _low_res_of_cond(self, params, rng, num_samples, cond, guidance_scale):
+        """Low-res images in [-1, 1] from ``cond`` (uint8 levels or floats in [-1, 1],
+        [N, h, w, C]) or, in a cascade, drawn from the base model given ``cond``."""
+        c = self.config
+        if cond is not None and getattr(cond, "ndim", 0) == 4:
+            shape = (num_samples,) + tuple(c.low_res_shape)
+            if tuple(cond.shape) != shape:
+                raise ValueError(f"cond: low-res images of shape {shape} expected, "
+                                 f"got {tuple(cond.shape)}")
+            if jnp.issubdtype(cond.dtype, jnp.integer):
+                return lk.to_symmetric(cond, c.num_levels)
+            return jnp.asarray(cond, jnp.float32)
+        if self.base is None:
+            raise ValueError(
+                "this super-resolution model needs cond = low-res images [N, "
+                f"{', '.join(map(str, c.low_res_shape))}] (uint8 levels, or floats in [-1, 1]), "
+                "or config.model.base_workdir (a DDPM run at low_res_shape) to draw them")
+        low = self.base.sample(params["base"], rng, num_samples, cond,
+                               guidance_scale=guidance_scale)
+        return lk.to_symmetric(low, self.base.config.num_levels)
+
+    def super_resolve(self, params, rng, low, *, num_steps=None, eta=None, aug_level=None):
+        """x_0 ~ p(x_0 | low): uint8 images [N, H, W, C] given low-res images ``low`` in
+        [-1, 1], [N, h, w, C], augmented to ``aug_level`` (default ``sampling_aug_level``);
+        ``num_steps``, ``eta`` and ``aug_level`` may be traced."""
+        c = self.config
+        num_steps, eta, _ = self._defaults(num_steps, eta, 0.0)
+        s = c.sampling_aug_level if aug_level is None else aug_level
+        n = low.shape[0]
+        k_x, k_aug, k_chain = jax.random.split(rng, 3)
+        cond = self.low_res_input(low, jnp.full((n,), s, jnp.float32),
+                                  jax.random.normal(k_aug, low.shape))
+        x_T = jax.random.normal(k_x, (n,) + self.x_shape)
+        x0 = self._reverse(params, k_chain, x_T, None, num_steps=num_steps, eta=eta,
+                           guidance_scale=0.0, low=cond)
+        return self.from_x0(params, x0)
 
     # ------------------------------------------------------------- protocol
     def init(self, rng: jax.Array, batch: dict) -> dict:
         n = batch[self.config.data_key].shape[0]
         x = jnp.zeros((n,) + self.x_shape)
         t = jnp.zeros((n,), jnp.int32)
+        kw = {}
+        if self.super_res:          # the low-res channels and their augmentation level
+            x = jnp.concatenate([x, jnp.zeros_like(x)], axis=-1)
+            kw["aug"] = jnp.zeros((n,))
         if self.text:
             k_net, k_text = jax.random.split(rng)
             params = {"text_encoder": self.text_encoder.init(
                 k_text, cap.null_tokens(n, self.text_len))}
             context = self.encode_text(params, cap.null_tokens(n, self.text_len))
-            params["net"] = self.net.init(k_net, x, t, None, context=context)
+            params["net"] = self.net.init(k_net, x, t, None, context=context, **kw)
         else:
-            params = {"net": self.net.init(rng, x, t, self._labels(batch))}
+            params = {"net": self.net.init(rng, x, t, self._labels(batch), **kw)}
         if self.latent:
             params["autoencoder"] = self._ae_params
+        if self.base is not None:
+            params["base"] = self._base_params
         return params
+
+    def _train_low_res(self, x0, rng):
+        """Super-resolution training input ``(z_up, s)``: the low-res image of x0 at a level
+        s ~ U(0, max_aug_level) per example; None for other models."""
+        if not self.super_res:
+            return None
+        k_s, k_z = jax.random.split(jax.random.fold_in(rng, 7))
+        z = dm.downsample_mean(x0, self.factor)
+        s = self.config.max_aug_level * batch_draw(jax.random.uniform, k_s, (x0.shape[0],))
+        return self.low_res_input(z, s, batch_draw(jax.random.normal, k_z, z.shape))
 
     def loss(self, params, batch: dict, rng: jax.Array):
         """Weighted MSE to the target at t ~ U{0..T-1}; metrics ``loss`` and ``mse``."""
@@ -274,7 +407,8 @@ class DDPM:
         eps = batch_draw(jax.random.normal, k_eps, x0.shape)
         x_t = dm.q_sample(self.schedule, x0, t, eps)
         y = self._batch_cond(params, batch, k_y)
-        out = self._apply(params, x_t, t, y, train=True, rng=k_drop)
+        low = self._train_low_res(x0, rng)
+        out = self._apply(params, x_t, t, y, low=low, train=True, rng=k_drop)
         target = {"eps": eps, "x0": x0, "v": None}[c.target]
         if c.target == "v":
             target = dm.predict_v(self.schedule, x0, t, eps)
@@ -283,15 +417,15 @@ class DDPM:
         loss = jnp.mean(weight * mse)
         return loss, {"loss": loss, "mse": jnp.mean(mse)}
 
-    def _x0_eps(self, params, x_t, t, y, w, null=None):
+    def _x0_eps(self, params, x_t, t, y, w, null=None, low=None):
         """Guided (x0_hat, eps_hat) at timesteps t [B]: condition ``y`` (labels, or encoded
         captions) and its null condition ``null`` (default for labels: the null class), or
-        y = None (unconditional)."""
+        y = None (unconditional); ``low``: see :meth:`_apply`."""
         c = self.config
         if y is not None and null is None:
             null = jnp.full_like(y, self.null_class)
         if y is None:
-            out = self._apply(params, x_t, t, None)
+            out = self._apply(params, x_t, t, None, low=low)
             x0, eps = dm.model_output_to_x0_eps(self.schedule, x_t, t, out, c.target)
         else:
             both = self._apply(params, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]),
@@ -308,7 +442,7 @@ class DDPM:
         return x0, eps
 
     def _reverse(self, params, rng, x_T, y, null=None, *, num_steps, eta, guidance_scale,
-                 known=None, resample=1):
+                 known=None, resample=1, low=None):
         """The reverse chain from x_T as one fori_loop. ``known = (x0_known, mask)``
         re-imposes the known region, noised to the step reached, after every step; with
         ``resample = U > 1`` each step is repeated U times, the U - 1 first results taken back
@@ -319,13 +453,14 @@ class DDPM:
         ddpm = c.sampler == "ddpm"
         null_kw = {} if null is None else {"null": null}
         steps = T if ddpm else num_steps
+        x0_eps = self._x0_eps if low is None else functools.partial(self._x0_eps, low=low)
 
         def timestep(i):
             return dm.ddim_timestep(i, T, steps)
 
         def step(x, t, t_prev, key):
             tb = jnp.full((n,), t)
-            x0, eps = self._x0_eps(params, x, tb, y, guidance_scale, **null_kw)
+            x0, eps = x0_eps(params, x, tb, y, guidance_scale, **null_kw)
             if ddpm:
                 x = dm.ddpm_step(self.schedule, x, tb, x0, key, variance=c.variance)
             else:
@@ -367,7 +502,7 @@ class DDPM:
                 c.guidance_scale if guidance_scale is None else guidance_scale)
 
     def sample(self, params, rng, num_samples: int, cond=None, *, num_steps=None, eta=None,
-               guidance_scale=None, prompt=None):
+               guidance_scale=None, prompt=None, aug_level=None):
         """x_T ~ N(0, I), then the reverse chain: uint8 images [N, H, W, C] (points: float [N, D]).
 
         ``cond``: labels [N] (or an int) for a class-conditional model, caption token ids
@@ -377,7 +512,17 @@ class DDPM:
         (``functools.partial``) when jitting. ``num_steps`` (DDIM), ``eta`` and
         ``guidance_scale`` default to the config and, like token ids, may change between
         jitted calls without recompiling.
+
+        Super-resolution: ``cond`` is the low-res images [N, h, w, C] (uint8 levels, or
+        floats in [-1, 1]); in a cascade it may instead be the base model's condition (or
+        None), and the base draws the low-res images (with ``guidance_scale``).
+        ``aug_level`` (traced) is their augmentation level, default ``sampling_aug_level``.
         """
+        if self.super_res:
+            k_base, k_sr = jax.random.split(rng)
+            low = self._low_res_of_cond(params, k_base, num_samples, cond, guidance_scale)
+            return self.super_resolve(params, k_sr, low, num_steps=num_steps, eta=eta,
+                                      aug_level=aug_level)
         num_steps, eta, w = self._defaults(num_steps, eta, guidance_scale)
         k_x, k_chain = jax.random.split(rng)
         x_T = jax.random.normal(k_x, (num_samples,) + self.x_shape)
@@ -399,8 +544,8 @@ class DDPM:
         contradicts. ``resample = U`` repeats each step U times, going back by the forward
         jump in between (RePaint), which lets the two regions agree; U is traced (no
         recompile) and costs U network calls per step."""
-        if not self.is_image:
-            raise ValueError("inpaint works on image models")
+        if not self.is_image or self.super_res:
+            raise ValueError("inpaint works on image models without a low-res input")
         num_steps, eta, w = self._defaults(num_steps, eta, guidance_scale)
         x0_known = lk.to_symmetric(image, self.config.num_levels)
         mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), x0_known.shape)
@@ -424,12 +569,17 @@ class DDPM:
         n = x0.shape[0]
         y = self._batch_cond(params, batch)
         image = batch[c.data_key]
+        low = None
+        if self.super_res:      # conditional on the low-res image at sampling_aug_level
+            z = dm.downsample_mean(x0, self.factor)
+            noise = jax.random.normal(jax.random.fold_in(rng, 7), z.shape)
+            low = self.low_res_input(z, jnp.full((n,), c.sampling_aug_level), noise)
 
         def term(t_key):
             t, key = t_key
             tb = jnp.full((n,), t)
             x_t = dm.q_sample(self.schedule, x0, tb, jax.random.normal(key, x0.shape))
-            out = self._apply(params, x_t, tb, y)
+            out = self._apply(params, x_t, tb, y, low=low)
             x0_hat, _ = dm.model_output_to_x0_eps(self.schedule, x_t, tb, out, c.target)
             x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if c.clip_x0 else x0_hat
             mean, _, log_var = dm.q_posterior(self.schedule, x0_hat, x_t, tb)

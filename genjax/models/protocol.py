@@ -64,6 +64,8 @@ class Capabilities:
     log_prob_stats: ``log_prob`` comes with per-example statistics of its computation
         (:class:`HasLogProbStats`; the ODE solver's function evaluations ``nfe``), which
         ``genjax eval`` reports as their means ``log_prob_<name>``.
+    super_resolution: generates images given low-resolution versions of them
+        (:class:`HasSuperResolution`); ``genjax eval`` measures it on the split's images.
     """
 
     likelihood: str = "none"
@@ -77,6 +79,7 @@ class Capabilities:
     sample_options: tuple[str, ...] = ()
     inversion: bool = False
     log_prob_stats: bool = False
+    super_resolution: bool = False
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
@@ -230,6 +233,16 @@ class HasInversion(Protocol):
 
     def invert(self, params: Params, rng: jax.Array, images, num_steps: int) -> tuple:
         """(latents, reconstructions uint8 [B, H, W, C]) of uint8 ``images`` [B, H, W, C]."""
+
+
+class HasSuperResolution(Protocol):
+    """``capabilities.super_resolution``."""
+
+    def downsample(self, images) -> jax.Array:
+        """uint8 images [B, H, W, C] -> their low-res versions in [-1, 1] [B, h, w, C]."""
+
+    def super_resolve(self, params: Params, rng: jax.Array, low, **kwargs) -> jax.Array:
+        """uint8 images [B, H, W, C] drawn given low-res images ``low`` in [-1, 1]."""
 
 
 class HasUpdateRule(Protocol):

@@ -36,6 +36,11 @@ Mixed precision: ``dtype`` is the computation dtype (``jnp.bfloat16`` on
 accelerators); parameters stay float32, and the group norms, the time and
 class embedding, the attention logits and softmax, and the output layer are
 computed in float32. The output is float32.
+
+Super-resolution (SR3, Saharia et al. 2021; ``aug_conditioning``): the input x carries the
+upsampled low-resolution image as extra channels (the caller concatenates them), and the
+noise-augmentation level s in [0, 1] of that image (Ho et al. 2021, "Cascaded Diffusion
+Models") is embedded like t (sinusoidal of 1000 s -> Dense -> SiLU -> Dense) and added to emb.
 """
 
 from __future__ import annotations
@@ -233,6 +238,8 @@ class UNet(nn.Module):
     y = num_classes (or y = None) is the null class of classifier-free guidance.
     ``cross_attention``: text-conditional; ``context = (pooled, states, mask)`` (see the
     module docstring) is then required.
+    ``aug_conditioning``: super-resolution; ``aug`` [B] (or scalar) in [0, 1] is the
+    noise-augmentation level of the low-res channels of x, embedded and added to emb.
     ``dtype``: computation dtype; parameters stay float32.
     """
 
@@ -247,11 +254,13 @@ class UNet(nn.Module):
     num_classes: int = 0
     norm_groups: int = 32           # GroupNorm groups (gcd with the channels for small widths)
     cross_attention: bool = False   # text-conditional: cross-attention to ``context``
+    aug_conditioning: bool = False  # takes ``aug``, the augmentation level of a low-res input
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *,
-                 context: tuple | None = None, train: bool = False) -> jax.Array:
+                 context: tuple | None = None, aug: jax.Array | None = None,
+                 train: bool = False) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"UNet expects x of shape [B, H, W, C], got {x.shape}")
         b, height, width, _ = x.shape
@@ -282,6 +291,14 @@ class UNet(nn.Module):
         if self.cross_attention:
             pooled, states, mask = context
             emb = emb + nn.Dense(emb_dim, name="text_pooled")(jnp.asarray(pooled, jnp.float32))
+        if (aug is not None) != self.aug_conditioning:
+            raise ValueError("UNet takes aug (the augmentation level of a low-res input) "
+                             "exactly when aug_conditioning is set")
+        if self.aug_conditioning:
+            aug = jnp.broadcast_to(jnp.asarray(aug, jnp.float32), (b,))
+            a = sinusoidal_embedding(1000.0 * aug, self.base_channels)
+            a = nn.Dense(emb_dim, name="aug_dense_0")(a)
+            emb = emb + nn.Dense(emb_dim, name="aug_dense_1")(nn.silu(a))
 
         common = dict(norm_groups=self.norm_groups, dtype=self.dtype)
         res = functools.partial(ResBlock, dropout=self.dropout, **common)
@@ -396,6 +413,7 @@ def denoiser(x_shape: tuple[int, ...], config) -> nn.Module:
                     attention_resolutions=c.attention_resolutions, num_heads=c.num_heads,
                     dropout=c.dropout, num_classes=c.num_classes,
                     cross_attention=bool(getattr(c, "captions", "")),
+                    aug_conditioning=bool(getattr(c, "low_res_shape", ())),
                     dtype=jnp.dtype(c.compute_dtype))
     return MLPScoreNet(dim=x_shape[0], hidden=c.mlp_hidden, num_blocks=c.mlp_blocks,
                        num_classes=c.num_classes, dropout=c.dropout)

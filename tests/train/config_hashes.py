@@ -44,6 +44,8 @@ CONFIGS = {
                         text_layers=1, text_heads=2),
     "clip_digits": dict(embed_dim=8, image_channels=(4, 8), image_hidden=16, text_dim=16,
                         text_layers=1, text_heads=2),
+    "sr3_digits": dict(base_channels=8, channel_mults=(1,), attention_resolutions=()),
+    "sr3_shapes": dict(base_channels=8, channel_mults=(1,), attention_resolutions=()),
 }
 
 

@@ -1,8 +1,8 @@
 """Bit-exact resume beyond the VAE: a run killed after an odd step and rerun ends where an
-uninterrupted run ends, for DDPM (with dropout and label dropout), a flow, an
-autoregressive model with dropout, the token prior, CLIP (a learned temperature beside
-the networks) and text-to-image diffusion (caption dropout), with 1 and 3 steps per
-call."""
+uninterrupted run ends, for DDPM (with dropout and label dropout), SR3 (its noise
+augmentation), a flow, an autoregressive model with dropout, the token prior, CLIP (a
+learned temperature beside the networks) and text-to-image diffusion (caption dropout),
+with 1 and 3 steps per call."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def _config(family: str, steps_per_call: int):
         "ddpm": ("ddpm", "digits", dict(num_timesteps=10, base_channels=8, channel_mults=(1,),
                                         attention_resolutions=(), num_heads=1, dropout=0.1,
                                         num_classes=10, label_dropout=0.2, sample_steps=2)),
+        # super-resolution 4x4 -> 8x8 with dropout and noise augmentation
+        "sr3": ("ddpm", "digits", dict(num_timesteps=10, base_channels=8, channel_mults=(1,),
+                                       attention_resolutions=(), num_heads=1, dropout=0.1,
+                                       low_res_shape=(4, 4, 1), max_aug_level=0.5,
+                                       sample_steps=2)),
         "flow": ("realnvp", "digits", dict(num_scales=1, steps_per_scale=2, hidden=8)),
         "pixel_transformer": ("pixel_transformer", "digits",
                               dict(dim=16, num_layers=1, num_heads=2, dropout=0.2)),
@@ -48,8 +53,8 @@ def _config(family: str, steps_per_call: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("steps_per_call", [1, 3])
-@pytest.mark.parametrize("family", ["ddpm", "flow", "pixel_transformer", "token_prior",
-                                    "clip", "text2img_diffusion"])
+@pytest.mark.parametrize("family", ["ddpm", "sr3", "flow", "pixel_transformer",
+                                    "token_prior", "clip", "text2img_diffusion"])
 def test_killed_after_an_odd_step_resumes_bit_exactly(family, steps_per_call, tmp_path,
                                                       monkeypatch):
     config = _config(family, steps_per_call)
