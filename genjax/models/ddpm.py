@@ -52,6 +52,7 @@ from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
 from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
                                     check_batch)
+from genjax.nn import precision
 from genjax.nn.unet import denoiser
 
 _SCHEDULES = {"linear": dm.linear_beta_schedule, "cosine": dm.cosine_beta_schedule,
@@ -86,6 +87,7 @@ class DDPMConfig:
     guidance_scale: float = 0.0     # w by default
     autoencoder_workdir: str = ""   # latent diffusion: workdir of a trained VAE run
     compute_dtype: str = "float32"  # U-Net computation dtype (bfloat16 on accelerators)
+    remat: bool = False             # recompute U-Net block activations in backward (memory)
 
     def __post_init__(self):
         checks = {"schedule": _SCHEDULES, "target": ("eps", "x0", "v"),
@@ -95,6 +97,7 @@ class DDPMConfig:
             if getattr(self, name) not in valid:
                 raise ValueError(f"model.{name} must be one of {sorted(valid)}, "
                                  f"got {getattr(self, name)!r}")
+        precision.compute_dtype(self.compute_dtype)     # a clear error for an unknown name
         if not 0 <= self.sample_steps <= self.num_timesteps:
             raise ValueError(f"model.sample_steps must be in [0, {self.num_timesteps}]")
 

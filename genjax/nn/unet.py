@@ -31,6 +31,11 @@ Mixed precision: ``dtype`` is the computation dtype (``jnp.bfloat16`` on
 accelerators); parameters stay float32, and the group norms, the time and
 class embedding, the attention logits and softmax, and the output layer are
 computed in float32. The output is float32.
+
+Rematerialisation: with ``remat=True`` every ResBlock and attention block is wrapped in
+``nn.remat`` (jax.checkpoint lifted to Flax): its activations are not kept for the
+backward pass but recomputed from the block's input, trading about one extra forward
+pass for the memory of the intermediate activations. Parameters and numbers are the same.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.nn.autoencoder import upsample2x
+from genjax.nn.precision import compute_dtype
 
 Dtype = Any
 
@@ -100,7 +106,7 @@ class ResBlock(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, emb: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, emb: jax.Array, train: bool = False) -> jax.Array:
         ch = self.out_channels
         h = nn.silu(GroupNorm32(self.norm_groups)(x)).astype(self.dtype)
         h = nn.Conv(ch, (3, 3), dtype=self.dtype)(h)
@@ -181,6 +187,8 @@ class UNet(nn.Module):
     ``num_classes`` > 0: class-conditional, y in {0, ..., num_classes}, where
     y = num_classes (or y = None) is the null class of classifier-free guidance.
     ``dtype``: computation dtype; parameters stay float32.
+    ``remat``: recompute each ResBlock's and attention block's activations in the
+    backward pass (``nn.remat``) instead of storing them.
     """
 
     out_channels: int
@@ -194,6 +202,7 @@ class UNet(nn.Module):
     num_classes: int = 0
     norm_groups: int = 32           # GroupNorm groups (gcd with the channels for small widths)
     dtype: Dtype = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *,
@@ -223,8 +232,11 @@ class UNet(nn.Module):
             emb = emb + nn.Embed(self.num_classes + 1, emb_dim, name="class_embed")(y)
 
         common = dict(norm_groups=self.norm_groups, dtype=self.dtype)
-        res = functools.partial(ResBlock, dropout=self.dropout, **common)
-        attn = functools.partial(AttentionBlock, num_heads=self.num_heads,
+        # nn.remat traces its arguments: ``train`` (argument 3 counting self) stays static.
+        res_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+        attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
+        res = functools.partial(res_cls, dropout=self.dropout, **common)
+        attn = functools.partial(attn_cls, num_heads=self.num_heads,
                                  head_channels=self.head_channels, **common)
         attention_at = set(self.attention_resolutions)
         last = len(self.channel_mults) - 1
@@ -236,7 +248,7 @@ class UNet(nn.Module):
             side = h.shape[1]
             for i in range(self.num_res_blocks):
                 h = res(self.base_channels * mult, name=f"down_{level}_res_{i}")(
-                    h, emb, train=train)
+                    h, emb, train)
                 if side in attention_at:
                     h = attn(name=f"down_{level}_attn_{i}")(h)
                 skips.append(h)
@@ -245,16 +257,16 @@ class UNet(nn.Module):
                 skips.append(h)
 
         mid_channels = h.shape[-1]
-        h = res(mid_channels, name="mid_res_0")(h, emb, train=train)
+        h = res(mid_channels, name="mid_res_0")(h, emb, train)
         h = attn(name="mid_attn")(h)
-        h = res(mid_channels, name="mid_res_1")(h, emb, train=train)
+        h = res(mid_channels, name="mid_res_1")(h, emb, train)
 
         for level in reversed(range(len(self.channel_mults))):
             side = h.shape[1]
             for i in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
                 h = res(self.base_channels * self.channel_mults[level],
-                        name=f"up_{level}_res_{i}")(h, emb, train=train)
+                        name=f"up_{level}_res_{i}")(h, emb, train)
                 if side in attention_at:
                     h = attn(name=f"up_{level}_attn_{i}")(h)
             if level != 0:
@@ -313,13 +325,13 @@ def denoiser(x_shape: tuple[int, ...], config) -> nn.Module:
     :class:`UNet` for images (H, W, C), the :class:`MLPScoreNet` for vectors (D,). ``config``
     carries the fields of both (``base_channels``, ``channel_mults``, ``num_res_blocks``,
     ``attention_resolutions``, ``num_heads``, ``dropout``, ``num_classes``,
-    ``compute_dtype``; ``mlp_hidden``, ``mlp_blocks``)."""
+    ``compute_dtype``, ``remat``; ``mlp_hidden``, ``mlp_blocks``)."""
     c = config
     if len(x_shape) == 3:
         return UNet(out_channels=x_shape[-1], base_channels=c.base_channels,
                     channel_mults=c.channel_mults, num_res_blocks=c.num_res_blocks,
                     attention_resolutions=c.attention_resolutions, num_heads=c.num_heads,
                     dropout=c.dropout, num_classes=c.num_classes,
-                    dtype=jnp.dtype(c.compute_dtype))
+                    dtype=compute_dtype(c.compute_dtype), remat=c.remat)
     return MLPScoreNet(dim=x_shape[0], hidden=c.mlp_hidden, num_blocks=c.mlp_blocks,
                        num_classes=c.num_classes, dropout=c.dropout)
