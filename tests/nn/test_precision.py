@@ -4,7 +4,8 @@ the StyleGAN networks. With ``compute_dtype="bfloat16"`` on tiny models at a ran
 point: parameters (and so gradients and optimizer state) stay float32, outputs and
 losses are float32, outputs agree with float32 within a relative error of 2e-2 but are
 not identical (bfloat16 is really used), and one-step gradients have a cosine
-similarity of at least 0.99 with the float32 gradients."""
+similarity of at least 0.99 with the float32 gradients. The U-Net, DCGAN and StyleGAN
+checks compile the most and run in the slow tier."""
 
 from __future__ import annotations
 
@@ -46,15 +47,17 @@ def _cosine(g1, g2):
 def _check(outputs, loss, params, build):
     """``build(dtype)`` -> model; ``outputs(model, params)`` -> float array;
     ``loss(model, params)`` -> scalar. Checks the policy of the module docstring."""
-    m32, m16 = build("float32"), build("bfloat16")
     assert _leaf_dtypes(params) == {F32}
-    out32 = jax.jit(lambda p: outputs(m32, p))(params)
-    out16 = jax.jit(lambda p: outputs(m16, p))(params)
+
+    def run(model):     # one compile per dtype: outputs ride along as the auxiliary value
+        fn = jax.value_and_grad(lambda p: (loss(model, p), outputs(model, p)), has_aux=True)
+        (value, out), grads = jax.jit(fn)(params)
+        return value, out, grads
+
+    (l32, out32, g32), (l16, out16, g16) = run(build("float32")), run(build("bfloat16"))
     assert out16.dtype == F32 and out16.shape == out32.shape
     err = _relative_error(out16, out32)
     assert 0.0 < err <= OUTPUT_RTOL, err
-    (l32, g32), (l16, g16) = (jax.jit(jax.value_and_grad(lambda p, m=m: loss(m, p)))(params)
-                              for m in (m32, m16))
     assert l16.dtype == F32 and l32.dtype == F32
     assert _leaf_dtypes(g16) == {F32}
     assert jax.tree.structure(g16) == jax.tree.structure(params)
@@ -74,6 +77,7 @@ def test_compute_dtype_names():
         models.build(make_config("gan", "digits16", model_kwargs=dict(compute_dtype="bf16")).model)
 
 
+@pytest.mark.slow
 def test_unet_ddpm():
     def build(dtype):
         return models.build(make_config("ddpm", "digits16", model_kwargs=dict(
@@ -135,6 +139,7 @@ def test_token_prior_transformer_and_its_cache():
     assert _relative_error(np.stack(steps, axis=1), full) <= OUTPUT_RTOL
 
 
+@pytest.mark.slow
 def test_dcgan():
     def build(dtype):
         return models.build(make_config("gan", "digits16", model_kwargs=dict(
@@ -157,6 +162,7 @@ def test_dcgan():
     _check(outputs, loss, params, build)
 
 
+@pytest.mark.slow
 def test_stylegan():
     def build(dtype):
         return models.build(make_config("stylegan", "digits16", model_kwargs=dict(
