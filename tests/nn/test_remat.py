@@ -18,7 +18,7 @@ import pytest
 
 from genjax.nn.transformer import CausalTransformer
 from genjax.nn.unet import UNet
-from tests.conftest import perturbed
+from tests.conftest import FAST_COMPILE, perturbed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -78,8 +78,11 @@ def test_transformer_remat_same_loss_gradients_and_decoding():
 
 def _remat_memory(*overrides):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "remat_memory.py"), *overrides]
+    # XLA's default optimisation level (the session compiles at level 0, tests/conftest.py),
+    # as benchmarks/README.md measured it.
+    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "").strip()
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
+               JAX_PLATFORMS="cpu", XLA_FLAGS=flags, GENJAX_TEST_XLA_OPT="default")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
