@@ -103,3 +103,25 @@ def test_the_dataset_table_of_the_autoregressive_configs_matches_the_data():
         _, info = gdata.load(name, "train", 8)
         assert IMAGE_DATASETS[name] == (tuple(info.shape), info.num_levels), name
         assert DATASET_CLASSES[name] == (info.num_classes or 0), name
+
+
+def test_ddpm_cifar_bench_is_the_ddpm_cifar10_unet():
+    """Ho et al.'s CIFAR-10 U-Net (35.7M parameters in the paper; 38,307,203 here, where
+    AdaGN gives each of the 22 ResBlocks a scale as well as a shift from the 512-wide time
+    embedding: 512 x (5 x 128 + 17 x 256) = 2,555,904 more) on 32x32x3 shapes_color, batch
+    128, with the compute dtype as the config argument."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    path = os.path.join(ROOT, "configs", "x.py")
+    config = load_sibling(path, "ddpm_cifar_bench")
+    assert config.model.compute_dtype == "float32" and config.training.batch_size == 128
+    assert tuple(config.model.image_shape) == (32, 32, 3) and not config.model.remat
+    assert load_sibling(path, "ddpm_cifar_bench", "bfloat16").model.compute_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="compute dtype"):
+        load_sibling(path, "ddpm_cifar_bench", "float16")
+    model = models.build(config.model)
+    batch = {"image": jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.uint8)}
+    params = jax.eval_shape(model.init, jax.random.key(0), batch)
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == 38_307_203

@@ -58,7 +58,7 @@ from genjax.core import conditioning as cnd
 from genjax.core import likelihoods as lk
 from genjax.core.masks import made_masks
 from genjax.core.random import device_key, init_key
-from genjax.nn import cached
+from genjax.nn import cached, precision
 from genjax.nn.masked import (FVSBNNetwork, GatedPixelCNN, MADENetwork, NADENetwork, PixelCNN,
                               WaveNet)
 from genjax.models.protocol import Capabilities, check_batch
@@ -154,7 +154,13 @@ class TransformerConfig(AutoregressiveConfig):
     dim: int = 128
     num_layers: int = 4
     num_heads: int = 4
+    compute_dtype: str = "float32"  # transformer computation dtype (bfloat16 on accelerators)
+    remat: bool = False            # recompute block activations in the backward pass (memory)
     _conditional = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        precision.compute_dtype(self.compute_dtype)     # a clear error for an unknown name
 
 
 class _Autoregressive:
@@ -551,7 +557,9 @@ class PixelTransformer(_KeepsCache, _Sequence):
         c = config
         self.net = CausalTransformer(c.num_levels, self.num_params, self.num_dims, c.dim,
                                      c.num_layers, c.num_heads, c.num_classes,
-                                     dropout=c.dropout)
+                                     dropout=c.dropout,
+                                     dtype=precision.compute_dtype(c.compute_dtype),
+                                     remat=c.remat)
 
     def _cond(self, label):
         return () if label is None else (label,)

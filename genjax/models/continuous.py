@@ -80,6 +80,7 @@ class ContinuousConfig:
     log_prob_rtol: float = 1e-5     # adaptive solvers: relative tolerance of a step
     log_prob_atol: float = 1e-5     # adaptive solvers: absolute tolerance of a step
     compute_dtype: str = "float32"  # U-Net computation dtype (bfloat16 on accelerators)
+    remat: bool = False             # recompute U-Net block activations in backward (memory)
 
     def __post_init__(self):
         check_data_fields(self.data_key, self.image_shape, self.num_levels)

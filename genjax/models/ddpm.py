@@ -79,6 +79,7 @@ from genjax.data import captions as cap
 from genjax.models.protocol import (DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule,
                                     check_batch)
 from genjax.models.text_encoder import build_text_encoder
+from genjax.nn import precision
 from genjax.nn.unet import denoiser
 
 _SCHEDULES = {"linear": dm.linear_beta_schedule, "cosine": dm.cosine_beta_schedule,
@@ -124,6 +125,7 @@ class DDPMConfig:
     max_aug_level: float = 0.0      # s_max: training augmentation level s ~ U(0, s_max)
     sampling_aug_level: float = 0.0  # s of the low-res input at sampling and evaluation
     base_workdir: str = ""          # cascade: workdir of a DDPM run at low_res_shape
+    remat: bool = False             # recompute U-Net block activations in backward (memory)
 
     def __post_init__(self):
         checks = {"schedule": _SCHEDULES, "target": ("eps", "x0", "v"),
@@ -133,6 +135,7 @@ class DDPMConfig:
             if getattr(self, name) not in valid:
                 raise ValueError(f"model.{name} must be one of {sorted(valid)}, "
                                  f"got {getattr(self, name)!r}")
+        precision.compute_dtype(self.compute_dtype)     # a clear error for an unknown name
         if not 0 <= self.sample_steps <= self.num_timesteps:
             raise ValueError(f"model.sample_steps must be in [0, {self.num_timesteps}]")
         if self.captions:

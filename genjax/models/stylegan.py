@@ -63,6 +63,12 @@ one per layer (W+; better for reconstruction, W better for editing), minimising 
 per-example mean squared error on the [-1, 1] scale with zero noise, the step size
 decaying to 0 (cosine).
 
+Mixed precision (``compute_dtype``, :mod:`genjax.nn.precision`): the convolutions of the
+synthesis network and of the discriminator (and its hidden dense layer) compute in that
+dtype (bfloat16 on accelerators) from float32 parameters; the mapping network, the
+styles and demodulation coefficients, noise, biases, activations, the minibatch std,
+the images, the logits and the losses stay float32.
+
 Simplifications against StyleGAN2: bilinear up- and average-pool downsampling instead
 of the [1, 3, 3, 1] FIR filters; no path-length regulariser; no lazy regularisation.
 """
@@ -70,8 +76,10 @@ of the [1, 3, 3, 1] FIR filters; no path-length regulariser; no lazy regularisat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -84,6 +92,7 @@ from genjax.core import inversion
 from genjax.core import likelihoods as lk
 from genjax.core.random import batch_draw
 from genjax.models.protocol import STATE_KEY, Capabilities, Phase, UpdateRule, check_batch
+from genjax.nn import precision
 
 SQRT2 = math.sqrt(2.0)
 SPACES = ("w", "w+")
@@ -109,9 +118,11 @@ class StyleGANConfig:
     n_critic: int = 1                   # discriminator updates per generator update
     mbstd_group: int = 4                # minibatch-std group size (min with the batch)
     mbstd_features: int = 1             # minibatch-std output channels
+    compute_dtype: str = "float32"      # convolution dtype (bfloat16 on accelerators)
 
     def __post_init__(self):
         gl.losses(self.loss)            # a clear error for an unknown name
+        precision.compute_dtype(self.compute_dtype)
         shape = tuple(self.image_shape)
         if len(shape) != 3 or shape[0] != shape[1]:
             raise ValueError(f"model.image_shape must be (H, H, C), got {shape}")
@@ -154,8 +165,16 @@ def lrelu(x: jax.Array) -> jax.Array:
     return nn.leaky_relu(x, 0.2) * SQRT2
 
 
+def _conv(x: jax.Array, kernel: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """"Same"-padded stride-1 convolution computed in ``dtype``, returned in float32."""
+    y = jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), (1, 1), "SAME",
+                                     dimension_numbers=_CONV_DIMS)
+    return y.astype(jnp.float32)
+
+
 def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
-                     demodulate: bool = True, eps: float = 1e-8) -> jax.Array:
+                     demodulate: bool = True, eps: float = 1e-8,
+                     dtype=jnp.float32) -> jax.Array:
     """Modulated ("same"-padded, stride 1) convolution with optional demodulation.
 
     Per sample b, the kernel is w'_{ijk} = s_{b,i} w_{ijk}, and with demodulation
@@ -164,13 +183,13 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
     sum_k w_{ijk}^2 + eps), which equals the convolution with w'' (linearity).
 
     Args:
-      x: [B, H, W, I]; weight: [k, k, I, O] (HWIO); styles: s [B, I].
+      x: [B, H, W, I]; weight: [k, k, I, O] (HWIO); styles: s [B, I]; dtype: of the
+      convolution (the demodulation is float32).
 
     Returns:
-      [B, H, W, O].
+      [B, H, W, O] float32.
     """
-    y = jax.lax.conv_general_dilated(x * styles[:, None, None, :], weight, (1, 1), "SAME",
-                                     dimension_numbers=_CONV_DIMS)
+    y = _conv(x * styles[:, None, None, :], weight, dtype)
     if demodulate:
         d = jax.lax.rsqrt(jnp.einsum("bi,hwio->bo", jnp.square(styles), jnp.square(weight))
                           + eps)
@@ -236,6 +255,7 @@ class EqualDense(nn.Module):
     features: int
     lr_mul: float = 1.0
     bias_init: float = 0.0
+    dtype: Any = jnp.float32        # of the matrix product (the output is float32)
 
     @nn.compact
     def __call__(self, x):
@@ -244,7 +264,9 @@ class EqualDense(nn.Module):
                             (fan_in, self.features))
         bias = self.param("bias", nn.initializers.constant(self.bias_init / self.lr_mul),
                           (self.features,))
-        return x @ (kernel * (self.lr_mul / math.sqrt(fan_in))) + bias * self.lr_mul
+        kernel = kernel * (self.lr_mul / math.sqrt(fan_in))
+        y = (x.astype(self.dtype) @ kernel.astype(self.dtype)).astype(jnp.float32)
+        return y + bias * self.lr_mul
 
 
 class EqualConv(nn.Module):
@@ -253,14 +275,14 @@ class EqualConv(nn.Module):
     features: int
     kernel_size: int = 3
     use_bias: bool = True
+    dtype: Any = jnp.float32        # of the convolution (the output is float32)
 
     @nn.compact
     def __call__(self, x):
         k, fan_in = self.kernel_size, x.shape[-1] * self.kernel_size ** 2
         kernel = self.param("kernel", nn.initializers.normal(1.0),
                             (k, k, x.shape[-1], self.features))
-        y = jax.lax.conv_general_dilated(x, kernel / math.sqrt(fan_in), (1, 1), "SAME",
-                                         dimension_numbers=_CONV_DIMS)
+        y = _conv(x, kernel / math.sqrt(fan_in), self.dtype)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
@@ -288,6 +310,7 @@ class StyleConv(nn.Module):
     features: int
     upsample: bool = False
     use_noise: bool = True
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, w, noise):
@@ -296,7 +319,7 @@ class StyleConv(nn.Module):
                             (3, 3, x.shape[-1], self.features))
         if self.upsample:
             x = upsample2x(x)
-        x = modulated_conv2d(x, weight, styles, demodulate=True)
+        x = modulated_conv2d(x, weight, styles, demodulate=True, dtype=self.dtype)
         if self.use_noise:
             strength = self.param("noise_strength", nn.initializers.zeros, (self.features,))
             x = x + noise * strength
@@ -327,19 +350,21 @@ class SynthesisNetwork(nn.Module):
     out_channels: int
     use_noise: bool = True
     tanh_output: bool = False
+    dtype: Any = jnp.float32        # of the 3x3 convolutions (toRGB and output: float32)
 
     @nn.compact
     def __call__(self, ws, noise):
         const = self.param("const", nn.initializers.normal(1.0), (4, 4, self.channels[0]))
         x = jnp.broadcast_to(const, (ws.shape[0],) + const.shape)
-        x = StyleConv(self.channels[0], use_noise=self.use_noise, name="conv4")(
+        conv = functools.partial(StyleConv, use_noise=self.use_noise, dtype=self.dtype)
+        x = conv(self.channels[0], name="conv4")(
             x, ws[:, 0], noise[0])
         rgb = ToRGB(self.out_channels, name="torgb4")(x, ws[:, 1])
         for r, ch in enumerate(self.channels[1:], 1):
             size = 4 * 2 ** r
-            x = StyleConv(ch, upsample=True, use_noise=self.use_noise, name=f"conv{size}_up")(
+            x = conv(ch, upsample=True, name=f"conv{size}_up")(
                 x, ws[:, 2 * r - 1], noise[2 * r - 1])
-            x = StyleConv(ch, use_noise=self.use_noise, name=f"conv{size}")(
+            x = conv(ch, name=f"conv{size}")(
                 x, ws[:, 2 * r], noise[2 * r])
             rgb = upsample2x(rgb) + ToRGB(self.out_channels, name=f"torgb{size}")(
                 x, ws[:, 2 * r + 1])
@@ -351,12 +376,14 @@ class ResidualBlock(nn.Module):
     summed and scaled by 1/sqrt(2): [B, H, W, I] -> [B, H/2, W/2, O]."""
 
     features: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        skip = EqualConv(self.features, 1, use_bias=False, name="skip")(downsample2x(x))
-        y = lrelu(EqualConv(x.shape[-1], name="conv0")(x))
-        y = lrelu(EqualConv(self.features, name="conv1")(downsample2x(y)))
+        conv = functools.partial(EqualConv, dtype=self.dtype)
+        skip = conv(self.features, 1, use_bias=False, name="skip")(downsample2x(x))
+        y = lrelu(conv(x.shape[-1], name="conv0")(x))
+        y = lrelu(conv(self.features, name="conv1")(downsample2x(y)))
         return (y + skip) / SQRT2
 
 
@@ -366,15 +393,17 @@ class Discriminator(nn.Module):
     channels: tuple
     mbstd_group: int
     mbstd_features: int
+    dtype: Any = jnp.float32        # of the convolutions and the hidden dense layer
 
     @nn.compact
     def __call__(self, x):
-        x = lrelu(EqualConv(self.channels[0], 1, name="fromrgb")(x))
+        x = lrelu(EqualConv(self.channels[0], 1, dtype=self.dtype, name="fromrgb")(x))
         for i, ch in enumerate(self.channels[1:]):
-            x = ResidualBlock(ch, name=f"block{i}")(x)
+            x = ResidualBlock(ch, self.dtype, name=f"block{i}")(x)
         x = minibatch_std(x, self.mbstd_group, self.mbstd_features)
-        x = lrelu(EqualConv(self.channels[-1], name="conv4")(x))
-        x = lrelu(EqualDense(self.channels[-1], name="fc")(x.reshape(x.shape[0], -1)))
+        x = lrelu(EqualConv(self.channels[-1], dtype=self.dtype, name="conv4")(x))
+        x = lrelu(EqualDense(self.channels[-1], dtype=self.dtype, name="fc")(
+            x.reshape(x.shape[0], -1)))
         return EqualDense(1, name="out")(x)[:, 0]
 
 
@@ -388,10 +417,11 @@ class StyleGAN:
         self.num_resolutions = len(c.channels)
         self.num_ws = 2 * self.num_resolutions          # the W+ space: one w per layer
         self.mapping_net = MappingNetwork(c.w_dim, c.mapping_layers, c.mapping_lr_multiplier)
+        dtype = precision.compute_dtype(c.compute_dtype)
         self.synthesis_net = SynthesisNetwork(tuple(c.channels), c.image_shape[-1], c.noise,
-                                              c.tanh_output)
+                                              c.tanh_output, dtype)
         self.discriminator = Discriminator(tuple(c.d_channels), c.mbstd_group,
-                                           c.mbstd_features)
+                                           c.mbstd_features, dtype)
         self.d_loss, self.g_loss = gl.losses(c.loss)
         self.capabilities = Capabilities(param_groups=True, state=True, inversion=True,
                                          sample_options=("truncation",))

@@ -70,6 +70,7 @@ from genjax.core import conditioning as cnd
 from genjax.core.random import device_key
 from genjax.data import captions as cap
 from genjax.models.protocol import DEFAULT_GROUP, FROZEN, Capabilities, Phase, UpdateRule
+from genjax.nn import precision
 from genjax.nn.transformer import CausalTransformer
 
 CONDITIONINGS = ("none", "class", "text")
@@ -89,8 +90,11 @@ class TokenPriorConfig:
     num_heads: int = 4             # attention heads
     p_uncond: float = 0.0          # probability of dropping the condition in training
     dropout: float = 0.0           # transformer dropout in training (a regulariser)
+    compute_dtype: str = "float32"  # transformer computation dtype (bfloat16 on accelerators)
+    remat: bool = False            # recompute block activations in the backward pass (memory)
 
     def __post_init__(self):
+        precision.compute_dtype(self.compute_dtype)     # a clear error for an unknown name
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, "
                              f"got {self.conditioning!r}")
@@ -158,7 +162,7 @@ class TokenPrior:
         self.net = CausalTransformer(
             self.offset + self.num_codes, self.num_codes, self.text_len + self.num_image_tokens,
             c.dim, c.num_layers, c.num_heads, c.num_classes + 1 if c.num_classes else 0,
-            dropout=c.dropout)
+            dropout=c.dropout, dtype=precision.compute_dtype(c.compute_dtype), remat=c.remat)
         # p(codes | c) is an exact log-probability of the codes, not of the image.
         self.capabilities = Capabilities(
             conditioning=c.conditioning, num_classes=c.num_classes, encode_decode=True,

@@ -16,6 +16,13 @@ optional condition embedding is added), so ``__call__(tokens)[:, t]`` are the
 logits of p(x_t | x_<t). Sampling calls :meth:`CausalTransformer.decode` once per
 position with a cache of the keys and values of the positions already seen: the
 step costs O(t) instead of re-running the whole prefix.
+
+Mixed precision (``dtype``, :mod:`genjax.nn.precision`): parameters stay float32; the
+projections and the MLP compute in ``dtype`` (bfloat16 on accelerators), while the
+residual stream, the embeddings, the layer norms, the attention logits and softmax and
+the output head stay float32 (the logits are float32). The decoding cache holds keys
+and values in ``dtype``. ``remat=True`` wraps every block in ``nn.remat``: its
+activations are recomputed in the backward pass instead of stored (same numbers).
 """
 
 from __future__ import annotations
@@ -28,18 +35,21 @@ import jax.numpy as jnp
 
 from genjax.core.masks import causal_mask
 
+Dtype = Any
 Cache = Any  # tuple over layers of (keys [B, T, H, Dh], values [B, T, H, Dh])
 
 
 class CausalSelfAttention(nn.Module):
     num_heads: int
     dim: int
+    dtype: Dtype = jnp.float32
 
     def setup(self):
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}")
-        self.qkv = nn.DenseGeneral((3, self.num_heads, self.dim // self.num_heads), name="qkv")
-        self.out = nn.DenseGeneral(self.dim, axis=(-2, -1), name="out")
+        self.qkv = nn.DenseGeneral((3, self.num_heads, self.dim // self.num_heads),
+                                   dtype=self.dtype, name="qkv")
+        self.out = nn.DenseGeneral(self.dim, axis=(-2, -1), dtype=self.dtype, name="out")
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         """x [B, T, D] -> [B, T, D], position i attending to j <= i, or where ``mask``
@@ -60,8 +70,10 @@ class CausalSelfAttention(nn.Module):
 
 
 def _attend(q, k, v, mask):
-    """softmax(q k^T / sqrt(d) + M) v over heads; q [B, Tq, H, Dh], k/v [B, Tk, H, Dh]."""
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    """softmax(q k^T / sqrt(d) + M) v over heads; q [B, Tq, H, Dh], k/v [B, Tk, H, Dh].
+    The logits and the softmax are float32 whatever the dtype of q, k, v."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    logits = logits / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
     return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
@@ -72,25 +84,33 @@ class TransformerBlock(nn.Module):
     dim: int
     mlp_ratio: int = 4
     dropout: float = 0.0
+    dtype: Dtype = jnp.float32
 
     def setup(self):
-        self.ln1 = nn.LayerNorm()
-        self.attn = CausalSelfAttention(self.num_heads, self.dim)
-        self.ln2 = nn.LayerNorm()
-        self.mlp_in = nn.Dense(self.mlp_ratio * self.dim)
-        self.mlp_out = nn.Dense(self.dim)
+        self.ln1 = nn.LayerNorm(dtype=jnp.float32)
+        self.attn = CausalSelfAttention(self.num_heads, self.dim, self.dtype)
+        self.ln2 = nn.LayerNorm(dtype=jnp.float32)
+        self.mlp_in = nn.Dense(self.mlp_ratio * self.dim, dtype=self.dtype)
+        self.mlp_out = nn.Dense(self.dim, dtype=self.dtype)
         self.drop = nn.Dropout(self.dropout)
 
+    def _norm(self, ln, x):
+        """A float32 layer norm of the (float32) residual stream, cast to the compute dtype."""
+        return ln(x).astype(self.dtype)
+
     def _mlp(self, x):
-        return self.mlp_out(nn.gelu(self.mlp_in(self.ln2(x))))
+        return self.mlp_out(nn.gelu(self.mlp_in(self._norm(self.ln2, x)))).astype(jnp.float32)
 
     def __call__(self, x, train: bool = False, mask: jax.Array | None = None):
-        x = x + self.drop(self.attn(self.ln1(x), mask), deterministic=not train)
+        """x [B, T, D] float32 -> [B, T, D] float32 (the residual stream); ``mask``: see
+        :class:`CausalSelfAttention` (default causal)."""
+        y = self.attn(self._norm(self.ln1, x), mask).astype(jnp.float32)
+        x = x + self.drop(y, deterministic=not train)
         return x + self.drop(self._mlp(x), deterministic=not train)
 
     def decode(self, x, t, cache):
-        y, cache = self.attn.decode(self.ln1(x), t, cache)
-        x = x + y
+        y, cache = self.attn.decode(self._norm(self.ln1, x), t, cache)
+        x = x + y.astype(jnp.float32)
         return x + self._mlp(x), cache
 
 
@@ -99,7 +119,9 @@ class CausalTransformer(nn.Module):
 
     ``tokens`` are int32 [B, T] or, to differentiate through the input, float
     one-hot rows [B, T, vocab_size]. ``cond`` [B] int32 (a class, ``num_classes``
-    > 0) is embedded and added to the begin-of-sequence vector.
+    > 0) is embedded and added to the begin-of-sequence vector. ``dtype`` is the
+    computation dtype of the blocks and ``remat`` recomputes each block's activations in
+    the backward pass (module docstring).
     """
 
     vocab_size: int
@@ -110,6 +132,8 @@ class CausalTransformer(nn.Module):
     num_heads: int = 4
     num_classes: int = 0
     dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+    remat: bool = False
 
     def setup(self):
         self.embed = nn.Dense(self.dim, use_bias=False, name="embed")   # one-hot @ E
@@ -117,11 +141,13 @@ class CausalTransformer(nn.Module):
         self.bos = self.param("bos", nn.initializers.normal(0.02), (self.dim,))
         if self.num_classes:
             self.class_embed = nn.Embed(self.num_classes, self.dim, name="class_embed")
-        self.blocks = [TransformerBlock(self.num_heads, self.dim, dropout=self.dropout)
+        # nn.remat traces its arguments: ``train`` (argument 2 counting self) stays static.
+        block = nn.remat(TransformerBlock, static_argnums=(2,)) if self.remat else TransformerBlock
+        self.blocks = [block(self.num_heads, self.dim, dropout=self.dropout, dtype=self.dtype)
                        for _ in range(self.num_layers)]
         self.drop = nn.Dropout(self.dropout)
-        self.ln = nn.LayerNorm()
-        self.head = nn.Dense(self.out_features, name="head")
+        self.ln = nn.LayerNorm(dtype=jnp.float32)
+        self.head = nn.Dense(self.out_features, dtype=jnp.float32, name="head")
 
     def _embed(self, tokens):
         if jnp.issubdtype(tokens.dtype, jnp.integer):
@@ -161,8 +187,10 @@ class CausalTransformer(nn.Module):
             new.append(layer_cache)
         return self.head(self.ln(x))[:, 0], tuple(new)
 
-    def init_cache(self, batch: int, dtype=jnp.float32) -> Cache:
-        """Zeros (K, V) [B, max_len, H, Dh] per layer (callable on an unbound module)."""
+    def init_cache(self, batch: int, dtype=None) -> Cache:
+        """Zeros (K, V) [B, max_len, H, Dh] per layer, in ``dtype`` (default: the compute
+        dtype) (callable on an unbound module)."""
+        dtype = self.dtype if dtype is None else dtype
         shape = (batch, self.max_len, self.num_heads, self.dim // self.num_heads)
         return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
                      for _ in range(self.num_layers))

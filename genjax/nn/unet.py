@@ -41,6 +41,11 @@ Super-resolution (SR3, Saharia et al. 2021; ``aug_conditioning``): the input x c
 upsampled low-resolution image as extra channels (the caller concatenates them), and the
 noise-augmentation level s in [0, 1] of that image (Ho et al. 2021, "Cascaded Diffusion
 Models") is embedded like t (sinusoidal of 1000 s -> Dense -> SiLU -> Dense) and added to emb.
+
+Rematerialisation: with ``remat=True`` every ResBlock and (cross-)attention block is wrapped in
+``nn.remat`` (jax.checkpoint lifted to Flax): its activations are not kept for the
+backward pass but recomputed from the block's input, trading about one extra forward
+pass for the memory of the intermediate activations. Parameters and numbers are the same.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.nn.autoencoder import upsample2x
+from genjax.nn.precision import compute_dtype
 
 Dtype = Any
 
@@ -110,7 +116,7 @@ class ResBlock(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, emb: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, emb: jax.Array, train: bool = False) -> jax.Array:
         ch = self.out_channels
         h = nn.silu(GroupNorm32(self.norm_groups)(x)).astype(self.dtype)
         h = nn.Conv(ch, (3, 3), dtype=self.dtype)(h)
@@ -241,6 +247,8 @@ class UNet(nn.Module):
     ``aug_conditioning``: super-resolution; ``aug`` [B] (or scalar) in [0, 1] is the
     noise-augmentation level of the low-res channels of x, embedded and added to emb.
     ``dtype``: computation dtype; parameters stay float32.
+    ``remat``: recompute each ResBlock's and attention block's activations in the
+    backward pass (``nn.remat``) instead of storing them.
     """
 
     out_channels: int
@@ -256,6 +264,7 @@ class UNet(nn.Module):
     cross_attention: bool = False   # text-conditional: cross-attention to ``context``
     aug_conditioning: bool = False  # takes ``aug``, the augmentation level of a low-res input
     dtype: Dtype = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *,
@@ -301,10 +310,14 @@ class UNet(nn.Module):
             emb = emb + nn.Dense(emb_dim, name="aug_dense_1")(nn.silu(a))
 
         common = dict(norm_groups=self.norm_groups, dtype=self.dtype)
-        res = functools.partial(ResBlock, dropout=self.dropout, **common)
-        attn = functools.partial(AttentionBlock, num_heads=self.num_heads,
+        # nn.remat traces its arguments: ``train`` (argument 3 counting self) stays static.
+        res_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+        attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
+        res = functools.partial(res_cls, dropout=self.dropout, **common)
+        attn = functools.partial(attn_cls, num_heads=self.num_heads,
                                  head_channels=self.head_channels, **common)
-        xattn = functools.partial(CrossAttentionBlock, num_heads=self.num_heads,
+        xattn_cls = nn.remat(CrossAttentionBlock) if self.remat else CrossAttentionBlock
+        xattn = functools.partial(xattn_cls, num_heads=self.num_heads,
                                   head_channels=self.head_channels, **common)
 
         def attend(h, where):
@@ -324,7 +337,7 @@ class UNet(nn.Module):
             side = h.shape[1]
             for i in range(self.num_res_blocks):
                 h = res(self.base_channels * mult, name=f"down_{level}_res_{i}")(
-                    h, emb, train=train)
+                    h, emb, train)
                 if side in attention_at:
                     h = attend(h, (f"down_{level}_", f"_{i}"))
                 skips.append(h)
@@ -333,16 +346,16 @@ class UNet(nn.Module):
                 skips.append(h)
 
         mid_channels = h.shape[-1]
-        h = res(mid_channels, name="mid_res_0")(h, emb, train=train)
+        h = res(mid_channels, name="mid_res_0")(h, emb, train)
         h = attend(h, ("mid_", ""))
-        h = res(mid_channels, name="mid_res_1")(h, emb, train=train)
+        h = res(mid_channels, name="mid_res_1")(h, emb, train)
 
         for level in reversed(range(len(self.channel_mults))):
             side = h.shape[1]
             for i in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
                 h = res(self.base_channels * self.channel_mults[level],
-                        name=f"up_{level}_res_{i}")(h, emb, train=train)
+                        name=f"up_{level}_res_{i}")(h, emb, train)
                 if side in attention_at:
                     h = attend(h, (f"up_{level}_", f"_{i}"))
             if level != 0:
@@ -401,8 +414,8 @@ def denoiser(x_shape: tuple[int, ...], config) -> nn.Module:
     :class:`UNet` for images (H, W, C), the :class:`MLPScoreNet` for vectors (D,). ``config``
     carries the fields of both (``base_channels``, ``channel_mults``, ``num_res_blocks``,
     ``attention_resolutions``, ``num_heads``, ``dropout``, ``num_classes``,
-    ``compute_dtype``, optionally ``captions`` (text conditioning: cross-attention);
-    ``mlp_hidden``, ``mlp_blocks``)."""
+    ``compute_dtype``, ``remat``, optionally ``captions`` (text conditioning:
+    cross-attention); ``mlp_hidden``, ``mlp_blocks``)."""
     if getattr(config, "captions", "") and len(x_shape) != 3:
         raise ValueError("text conditioning needs an image denoiser (the U-Net's cross-"
                          f"attention); this model's data has shape {tuple(x_shape)}")
@@ -414,6 +427,6 @@ def denoiser(x_shape: tuple[int, ...], config) -> nn.Module:
                     dropout=c.dropout, num_classes=c.num_classes,
                     cross_attention=bool(getattr(c, "captions", "")),
                     aug_conditioning=bool(getattr(c, "low_res_shape", ())),
-                    dtype=jnp.dtype(c.compute_dtype))
+                    dtype=compute_dtype(c.compute_dtype), remat=c.remat)
     return MLPScoreNet(dim=x_shape[0], hidden=c.mlp_hidden, num_blocks=c.mlp_blocks,
                        num_classes=c.num_classes, dropout=c.dropout)
