@@ -9,7 +9,9 @@ in WORKDIR with ``training.parallel = PARALLEL`` through ``train_and_evaluate``;
 ``--stop_after`` the batch fetch fails after CALLS calls (a hard kill: exit code 3,
 the last checkpoint before it kept). Process 0 writes the final params and EMA
 (gathered from every process) to OUT.npz; every process prints one JSON line with
-its process count, device count and the rows of the batch it read.
+its process count, device count, the rows of the batch it read, the number of state
+leaves sharded over the devices, and (fsdp) whether the last checkpoint restores into
+the step's shardings with the trained values.
 """
 
 from __future__ import annotations
@@ -67,6 +69,23 @@ def main() -> int:
         print(json.dumps({"killed": True}))
         sys.stdout.flush()
         return 3
+    # Leaves whose arrays are split over the devices (fsdp), and a restore of the last
+    # checkpoint into the step's shardings: the same values in the same shardings.
+    sharded = sum(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(state))
+    restored_ok = None
+    if args.parallel == "fsdp":
+        from genjax.train.checkpoint import Checkpointer, abstract
+
+        shardings = step_lib.state_shardings(state, "fsdp")
+        ckpt = Checkpointer(args.workdir)
+        restored, _ = ckpt.restore(abstract(state, shardings))
+        ckpt.close()
+        restored_ok = all(
+            r.sharding == s and bool(np.array_equal(
+                multihost_utils.process_allgather(r, tiled=True),
+                multihost_utils.process_allgather(x, tiled=True)))
+            for r, s, x in zip(jax.tree.leaves(restored), jax.tree.leaves(shardings),
+                               jax.tree.leaves(state)))
     if jax.process_count() > 1:
         state = multihost_utils.process_allgather(state, tiled=True)
     host = jax.device_get(state)
@@ -77,7 +96,8 @@ def main() -> int:
                        for p, x in jax.tree_util.tree_leaves_with_path(host.ema_params)})
         np.savez(args.out, step=np.asarray(host.step), **leaves)
     print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
-                      "rows": list(rows), "step": int(host.step)}))
+                      "rows": list(rows), "step": int(host.step), "sharded_leaves": sharded,
+                      "restored_sharding_ok": restored_ok}))
     return 0
 
 
