@@ -182,6 +182,14 @@ class Checkpointer:
             self._best.close()
 
 
+def on_one_device(tree):
+    """The restore target of ``tree`` on this process's first device, whatever sharding or
+    topology (fsdp, several processes) the checkpoint was written with."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+                        if hasattr(x, "shape") and hasattr(x, "dtype") else x, tree)
+
+
 def abstract(tree, shardings=None):
     """ShapeDtypeStructs of a pytree (the restore target), with ``shardings`` (a matching
     pytree) to restore into those rather than the arrays' own."""
@@ -231,7 +239,9 @@ def load_pretrained(workdir: str, *, kind: str, image_shape=None, role: str = "p
     path = os.path.join(latest, str(steps[-1]), "state")
     try:
         with ocp.StandardCheckpointer() as ckpt:
-            state = ckpt.restore(path)
+            metadata = ckpt.metadata(path)
+            target = on_one_device(getattr(metadata, "item_metadata", metadata))
+            state = ckpt.restore(path, target)
         params = state["ema_params"]
     except Exception as err:  # orbax raises many types for unreadable files
         raise CheckpointError(f"{where}: the checkpoint at step {steps[-1]} cannot be read, it "

@@ -38,7 +38,7 @@ from genjax import models
 from genjax.models.protocol import check_batch, update_rule
 from genjax.train import distributed
 from genjax.train import step as step_lib
-from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract
+from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract, on_one_device
 from genjax.train.config import from_config
 from genjax.train.images import save_samples
 from genjax.train.logging import MetricsWriter
@@ -163,7 +163,8 @@ def load_run(workdir: str, checkpoint: int | str | None = None, *, step: int | N
     ckpt = Checkpointer(workdir)
     if ckpt.latest_step() is None and checkpoint == "latest":
         raise CheckpointError(f"no checkpoint in {ckpt.latest_dir}: train first")
-    state, _ = ckpt.restore(abstract(target), checkpoint)
+    # Onto one device, whatever the run was trained on (fsdp, mesh, several processes).
+    state, _ = ckpt.restore(on_one_device(target), checkpoint)
     ckpt.close()
     return config, model, state, info
 
