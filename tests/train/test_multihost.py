@@ -39,9 +39,15 @@ def _free_port() -> int:
 
 
 def _start(args: list[str], devices: int = 1) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.train.multihost_check", *args],
-                            cwd=ROOT, env=_env(devices), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """The check in a subprocess, its output appended to files next to its OUT.npz (not
+    pipes: a process blocked on a full pipe that nobody reads yet stalls the others)."""
+    tag = args[args.index("--process_id") + 1] if "--process_id" in args else "0"
+    out = f"{args[2]}.process{tag}"
+    with open(out + ".stdout", "a") as stdout, open(out + ".stderr", "a") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.train.multihost_check", *args],
+                                cwd=ROOT, env=_env(devices), stdout=stdout, stderr=stderr)
+    proc.out = out
+    return proc
 
 
 def _finish(procs: list[subprocess.Popen], rc: int = 0) -> list[dict]:
@@ -49,14 +55,16 @@ def _finish(procs: list[subprocess.Popen], rc: int = 0) -> list[dict]:
     outs = []
     try:
         for proc in procs:
-            out, err = proc.communicate(timeout=TIMEOUT_S)
+            proc.wait(timeout=TIMEOUT_S)
+            err = open(proc.out + ".stderr").read()
             assert proc.returncode == rc, err[-3000:]
-            outs.append(json.loads(out.strip().splitlines()[-1]))
+            lines = open(proc.out + ".stdout").read().strip().splitlines()
+            outs.append(json.loads(lines[-1]))
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
     return outs
 
 
