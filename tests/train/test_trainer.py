@@ -180,7 +180,8 @@ def test_config_json_round_trips(trained_tiny):
 
 
 def test_divergence_before_any_checkpoint_says_so_and_stops_at_once(tmp_path):
-    bad = tiny_vae_config(log_every=8, checkpoint_every=8, snapshot_every=0)
+    # prefetch = 0: the fetches are then the calls made (prefetching reads 2 calls ahead).
+    bad = tiny_vae_config(log_every=8, checkpoint_every=8, snapshot_every=0, prefetch=0)
     with bad.unlocked():
         bad.optimizer.learning_rate = float("nan")
     calls = {"n": 0}
