@@ -1,6 +1,8 @@
 """``genjax train | sample | eval``.
 
     genjax train  --config configs/vae_digits.py --workdir runs/vae [--config.a.b=value ...]
+                  [--coordinator_address HOST:PORT --num_processes N --process_id I]
+                  [--distributed]     (multi-process: see genjax/train/distributed.py)
     genjax sample --workdir runs/vae --num 64 --out grid.png [--cond 3] [--checkpoint best]
     genjax sample --workdir runs/text2img_shapes --prompt "a large heart in the top left"
                   [--temperature T] [--top_k K] [--guidance W] [--truncation PSI]
@@ -73,10 +75,21 @@ flags.DEFINE_string("inception_weights", None,
                     "genjax.eval.inception --convert pt_inception-2015-12-05-6726825d.pth "
                     "--out FILE`.")
 
+flags.DEFINE_string("coordinator_address", None, "train on several processes (hosts): "
+                    "HOST:PORT of process 0, the same for every process; also "
+                    "$JAX_COORDINATOR_ADDRESS. Needs training.parallel = mesh or fsdp.")
+flags.DEFINE_integer("num_processes", None, "train: number of processes; also "
+                     "$GENJAX_NUM_PROCESSES.")
+flags.DEFINE_integer("process_id", None, "train: this process's index, 0..N-1; also "
+                     "$GENJAX_PROCESS_ID.")
+flags.DEFINE_bool("distributed", False, "train: jax.distributed.initialize() with JAX's cluster "
+                  "detection (Cloud TPU pods, SLURM, Open MPI, Kubernetes).")
+
 # command -> (one line, its flags, an example)
 COMMANDS = {
     "train": ("train a config in a workdir; rerunning the same command resumes",
-              ("config", "workdir"),
+              ("config", "workdir", "coordinator_address", "num_processes", "process_id",
+               "distributed"),
               "genjax train --config configs/vae_digits.py --workdir runs/vae_digits "
               "[--config.training.num_steps=500 --config.model.beta=2.0 ...]"),
     "sample": ("draw samples of a trained run into a PNG grid",
@@ -126,6 +139,18 @@ def _train() -> None:
     if _CONFIG.value is None:
         raise ValueError("genjax train needs --config FILE")
     train_and_evaluate(_CONFIG.value, FLAGS.workdir)
+
+
+def _initialize_distributed() -> None:
+    """Connect to the other processes (before any JAX computation); quiet processes > 0."""
+    from genjax.train import distributed
+
+    if distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                              FLAGS.process_id, auto=FLAGS.distributed):
+        import jax
+
+        if jax.process_index() != 0:
+            logging.getLogger("genjax").setLevel(logging.WARNING)
 
 
 def _sample() -> None:
@@ -242,6 +267,8 @@ def main(argv) -> None:
     from genjax.train.trainer import NonFiniteLossError
 
     try:
+        if argv[1] == "train":
+            _initialize_distributed()
         {"train": _train, "sample": _sample, "eval": _eval_folders if folders else _eval}[
             argv[1]]()
     except (ValueError, CheckpointError, DatasetNotPreparedError, NonFiniteLossError) as err:

@@ -163,6 +163,8 @@ def test_help_lists_the_commands_and_each_command_its_flags():
     proc = genjax("train", "--help")
     assert "--config" in proc.stdout and "--workdir" in proc.stdout
     assert "example:" in proc.stdout and "genjax train --config" in proc.stdout
+    for flag in ("--coordinator_address", "--num_processes", "--process_id", "--distributed"):
+        assert flag in proc.stdout          # multi-process training (docs/scaling.md)
     proc = genjax("sample", "--help")
     assert "--cond" in proc.stdout and "in turn" in proc.stdout and "--prompt" in proc.stdout
     assert "--checkpoint" in proc.stdout and "best" in proc.stdout

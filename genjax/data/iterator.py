@@ -5,6 +5,11 @@ The order of epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)``
 whole state: a trainer saves :meth:`BatchIterator.get_state` with its
 checkpoint and a resumed run reads exactly the batches an uninterrupted run
 reads. Batches never straddle two epochs.
+
+With ``rows=(start, stop)`` the iterator walks the global batches as before but
+reads and returns only rows ``start:stop`` of each: one process's share of the
+global batch in multi-process training. The position is that of the global
+batches, the same in every process.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class BatchIterator:
       drop_remainder: leave out the last ``n % B`` examples of each epoch so
         that every batch has ``B`` examples; otherwise the last batch of an
         epoch is smaller.
+      rows: ``(start, stop)`` with ``0 <= start < stop <= B``: return only these rows
+        of every batch (needs ``drop_remainder``); ``None``: all of them.
     """
 
     def __init__(
@@ -44,6 +51,7 @@ class BatchIterator:
         seed: int = 0,
         num_epochs: int | None = None,
         drop_remainder: bool = True,
+        rows: tuple[int, int] | None = None,
     ):
         if num_examples <= 0:
             raise ValueError(f"num_examples must be positive, got {num_examples}")
@@ -59,6 +67,13 @@ class BatchIterator:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
         if num_epochs is not None and num_epochs <= 0:
             raise ValueError(f"num_epochs must be positive or None, got {num_epochs}")
+        if rows is not None:
+            start, stop = rows
+            if not (drop_remainder and 0 <= start < stop <= batch_size):
+                raise ValueError(f"rows {rows} must satisfy 0 <= start < stop <= batch_size "
+                                 f"{batch_size}, with drop_remainder=True")
+            rows = (int(start), int(stop))
+        self._rows = rows
         self._getter = getter
         self._num_examples = num_examples
         self._batch_size = batch_size
@@ -100,6 +115,8 @@ class BatchIterator:
         if self._index == self._epoch_end:
             self._epoch += 1
             self._index = 0
+        if self._rows is not None:
+            indices = indices[self._rows[0] : self._rows[1]]
         return self._getter(indices)
 
     def get_state(self) -> dict[str, int]:

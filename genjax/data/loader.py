@@ -18,6 +18,7 @@ def load(
     num_epochs: int | None = None,
     data_dir: str | None = None,
     drop_remainder: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[BatchIterator, DatasetInfo]:
     """Batches of one split of a dataset, and its description.
 
@@ -29,8 +30,8 @@ def load(
     ``[B, H, W, C]``, ``label`` int32 ``[B]`` where the data has labels,
     ``source`` uint8 ``[B, H, W, C]`` for paired data, ``factors`` float32
     ``[B, F]`` for shapes, ``point`` float32 ``[B, 2]`` for toy2d.
-    See :class:`BatchIterator` for ``shuffle``, ``seed``, ``num_epochs`` and
-    ``drop_remainder``.
+    See :class:`BatchIterator` for ``shuffle``, ``seed``, ``num_epochs``,
+    ``drop_remainder`` and ``rows`` (one process's rows of every batch).
 
     Raises:
       ValueError: bad ``batch_size``, unknown dataset or split, or a batch
@@ -51,5 +52,6 @@ def load(
         seed=seed,
         num_epochs=num_epochs,
         drop_remainder=drop_remainder,
+        rows=rows,
     )
     return iterator, info

@@ -5,6 +5,8 @@ The one owner of a run's layout on disk::
     WORKDIR/config.json                         the run's config
     WORKDIR/checkpoints/latest/<step>/state     the whole TrainState (1 kept)
     WORKDIR/checkpoints/latest/<step>/data      the data iterator's position (JSON)
+    WORKDIR/checkpoints/latest/<step>/data_process/process_<i>.json
+                                                each process's position (multi-process runs)
     WORKDIR/checkpoints/snapshots/<step>/...    kept snapshots, same layout
     WORKDIR/checkpoints/best/<step>/...         the best validation so far (1 kept), same layout
     WORKDIR/checkpoints/best.json               its record: {"step", "metric", "value", ...}
@@ -13,6 +15,14 @@ The state is restored against an abstract target, so tuples and namedtuples of
 the optimizer state come back exactly. :func:`load_pretrained` reads the EMA
 parameters of another run for a model built on it (the VAE under latent
 diffusion, the VQ-VAE under the token prior).
+
+With several processes (``jax.distributed``) every process builds the same
+:class:`Checkpointer` on a shared workdir and calls every method: orbax's
+multi-host protocol writes each array shard once (from the process that holds it)
+and commits the step after a barrier. ``data`` is written by process 0 (so that a
+single process can read the run, e.g. ``genjax sample``); each process also writes
+its own position to ``data_process/process_<i>.json`` and a multi-process restore
+reads its own.
 """
 
 from __future__ import annotations
@@ -33,6 +43,27 @@ def _is_tmp(name: str) -> bool:
     return "orbax-checkpoint-tmp" in name
 
 
+DATA_PROCESS = "data_process"
+
+
+def _item_handlers() -> dict | None:
+    """None (orbax picks handlers from the arguments) for one process; with several,
+    the per-process data item written by every process to its own file."""
+    if jax.process_count() == 1:
+        return None
+    every = ocp.options.MultiprocessingOptions(primary_host=None)
+    return {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+            DATA_PROCESS: ocp.JsonCheckpointHandler(
+                filename=f"process_{jax.process_index()}.json", multiprocessing_options=every)}
+
+
+def _save_args(state, data_state: dict) -> ocp.args.Composite:
+    items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state))
+    if jax.process_count() > 1:
+        items[DATA_PROCESS] = ocp.args.JsonSave(data_state)
+    return ocp.args.Composite(**items)
+
+
 class Checkpointer:
     """``workdir/checkpoints/latest`` (1 kept), ``workdir/checkpoints/snapshots`` (all kept)
     and ``workdir/checkpoints/best`` (1 kept, with its record ``best.json``)."""
@@ -46,9 +77,11 @@ class Checkpointer:
         self._check_readable(self.latest_dir)
         options = dict(create=True, enable_async_checkpointing=False)
         self.latest = ocp.CheckpointManager(
-            self.latest_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+            self.latest_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, **options),
+            item_handlers=_item_handlers())
         self.snapshots = ocp.CheckpointManager(
-            self.snapshot_dir, options=ocp.CheckpointManagerOptions(**options))
+            self.snapshot_dir, options=ocp.CheckpointManagerOptions(**options),
+            item_handlers=_item_handlers())
         # Opened on first use: a run without validation gets no checkpoints/best directory.
         self._best = None
 
@@ -56,7 +89,8 @@ class Checkpointer:
     def best(self) -> ocp.CheckpointManager:
         if self._best is None:
             self._best = ocp.CheckpointManager(self.best_dir, options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=True, enable_async_checkpointing=False))
+                max_to_keep=1, create=True, enable_async_checkpointing=False),
+                item_handlers=_item_handlers())
         return self._best
 
     @staticmethod
@@ -75,8 +109,7 @@ class Checkpointer:
         return self.latest.latest_step()
 
     def save(self, step: int, state, data_state: dict, *, snapshot: bool = False) -> None:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  data=ocp.args.JsonSave(data_state))
+        args = _save_args(state, data_state)
         self.latest.save(step, args=args, force=True)
         if snapshot:
             self.snapshots.save(step, args=args, force=True)
@@ -87,12 +120,13 @@ class Checkpointer:
         """Replace ``checkpoints/best`` with ``step`` and write its record (``best.json``:
         ``record`` plus ``"step"``) after the state, so the record never names a state that
         is not on disk."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  data=ocp.args.JsonSave(data_state))
+        args = _save_args(state, data_state)
         if step in self.best.all_steps():          # a resumed run redoing the step
             self.best.delete(step)
         self.best.save(step, args=args, force=True)
         self.best.wait_until_finished()
+        if jax.process_index() != 0:
+            return
         tmp = self.best_record_path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(dict(record, step=int(step)), f, indent=2)
@@ -129,15 +163,17 @@ class Checkpointer:
 
     @staticmethod
     def _restore(manager, step: int, abstract_state) -> tuple[Any, dict]:
+        data = DATA_PROCESS if jax.process_count() > 1 else "data"
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+            restored = manager.restore(step, args=ocp.args.Composite(**{
+                "state": ocp.args.StandardRestore(abstract_state),
+                data: ocp.args.JsonRestore()}))
         except Exception as err:  # orbax raises many types for unreadable or mismatched files
             raise CheckpointError(
                 f"could not restore step {step} from {manager.directory}: {err}. "
                 "Nothing was overwritten; the checkpoint may be corrupt or from another config."
             ) from err
-        return restored["state"], restored["data"]
+        return restored["state"], restored[data]
 
     def close(self) -> None:
         self.latest.close()
@@ -146,9 +182,21 @@ class Checkpointer:
             self._best.close()
 
 
-def abstract(tree):
-    """ShapeDtypeStructs of a pytree (the restore target)."""
-    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+def on_one_device(tree):
+    """The restore target of ``tree`` on this process's first device, whatever sharding or
+    topology (fsdp, several processes) the checkpoint was written with."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+                        if hasattr(x, "shape") and hasattr(x, "dtype") else x, tree)
+
+
+def abstract(tree, shardings=None):
+    """ShapeDtypeStructs of a pytree (the restore target), with ``shardings`` (a matching
+    pytree) to restore into those rather than the arrays' own."""
+    if shardings is None:
+        return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        tree, shardings)
 
 
 def _first_line(err: Exception) -> str:
@@ -191,7 +239,9 @@ def load_pretrained(workdir: str, *, kind: str, image_shape=None, role: str = "p
     path = os.path.join(latest, str(steps[-1]), "state")
     try:
         with ocp.StandardCheckpointer() as ckpt:
-            state = ckpt.restore(path)
+            metadata = ckpt.metadata(path)
+            target = on_one_device(getattr(metadata, "item_metadata", metadata))
+            state = ckpt.restore(path, target)
         params = state["ema_params"]
     except Exception as err:  # orbax raises many types for unreadable files
         raise CheckpointError(f"{where}: the checkpoint at step {steps[-1]} cannot be read, it "

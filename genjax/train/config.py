@@ -23,12 +23,16 @@ class TrainConfig:
     sample_every: int = 0           # steps between PNG sample grids (0 = only at the end)
     num_sample_images: int = 64     # images in a sample grid (0: no grids)
     ema_decay: float = 0.999        # EMA decay d; step s uses min(d, (1 + s) / (10 + s))
-    parallel: str = "none"          # none | mesh (jit + NamedSharding) | pmap
+    parallel: str = "none"          # none | mesh (batch sharded) | fsdp (state sharded too) | pmap
+    prefetch: int = 2               # batches put on the devices ahead of the step (0 = none)
     progress: bool = True           # tqdm progress bar
 
     def __post_init__(self):
-        if self.parallel not in ("none", "mesh", "pmap"):
-            raise ValueError(f"training.parallel must be none, mesh or pmap, got {self.parallel!r}")
+        if self.parallel not in ("none", "mesh", "fsdp", "pmap"):
+            raise ValueError(
+                f"training.parallel must be none, mesh, fsdp or pmap, got {self.parallel!r}")
+        if self.prefetch < 0:
+            raise ValueError(f"training.prefetch must be >= 0, got {self.prefetch}")
         for name in ("batch_size", "num_steps", "steps_per_call", "log_every", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"training.{name} must be positive, got {getattr(self, name)}")

@@ -31,9 +31,22 @@ Data parallelism (``parallel``):
 * ``mesh``: the same function under ``jax.jit`` with ``NamedSharding`` over a
   1-D ``Mesh(jax.devices(), ("data",))``: batch sharded on B, state
   replicated; XLA inserts the gradient all-reduce.
+* ``fsdp``: as ``mesh``, but the state (parameters, optimizer moments, EMA) is
+  sharded over the ``data`` axis too: each leaf of at least ``FSDP_MIN_SIZE``
+  elements along its largest dimension divisible by the number of devices, the
+  rest replicated (:func:`fsdp_shardings`). The step is jitted with these
+  shardings in and out; XLA inserts the all-gathers of the parameters and the
+  reduce-scatters of the gradients.
 * ``pmap``: ``jax.pmap`` over the local devices; gradients and metrics are
   ``pmean``-ed over the ``data`` axis. Per-example noise is drawn through
-  :func:`genjax.core.random.batch_draw`, so all three give the same numbers.
+  :func:`genjax.core.random.batch_draw`, so all four give the same numbers.
+
+Several processes (``jax.distributed``, :mod:`genjax.train.distributed`): the mesh
+holds every process's devices (``jax.devices()``); ``mesh`` and ``fsdp`` work
+unchanged. Each process passes only its rows of every global batch
+(:func:`process_rows`) to :func:`put_batch`, which assembles the global array with
+``jax.make_array_from_process_local_data``; :func:`put_state` builds global arrays
+from the (identical) host state of every process.
 
 Non-trainable state (running statistics, e.g. the EMA codebook of a VQ-VAE). A
 model declares ``capabilities.state``, keeps it in ``params["state"]`` and defines
@@ -186,6 +199,56 @@ def make_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), (AXIS,))
 
 
+# Leaves with fewer elements are replicated under fsdp: sharding them saves little memory
+# and costs a collective each.
+FSDP_MIN_SIZE = 1024
+
+
+def _fsdp_spec(shape: tuple[int, ...], n: int) -> P:
+    """Shard along the largest dimension divisible by ``n`` (the first of equals), or
+    replicate a leaf that is small or has no such dimension."""
+    if n == 1 or int(np.prod(shape, dtype=np.int64)) < FSDP_MIN_SIZE:
+        return P()
+    dims = [d for d in range(len(shape)) if shape[d] % n == 0]
+    if not dims:
+        return P()
+    d = max(dims, key=lambda i: (shape[i], -i))
+    return P(*([None] * d + [AXIS]))
+
+
+def fsdp_shardings(tree, mesh: Mesh | None = None):
+    """``NamedSharding`` of every leaf of ``tree`` (arrays or shape structs) under fsdp."""
+    mesh = make_mesh() if mesh is None else mesh
+    n = mesh.shape[AXIS]
+    return jax.tree.map(lambda x: NamedSharding(mesh, _fsdp_spec(tuple(x.shape), n)), tree)
+
+
+def state_shardings(state, parallel: str):
+    """The shardings the step of ``parallel`` keeps the state in (mesh and fsdp), or None."""
+    if parallel == "mesh":
+        return jax.tree.map(lambda _: NamedSharding(make_mesh(), P()), state)
+    if parallel == "fsdp":
+        return fsdp_shardings(state)
+    return None
+
+
+def _fsdp_jit(fn):
+    """``fn`` jitted with the fsdp shardings of the first state it is called with."""
+    mesh = make_mesh()
+    compiled = {}
+
+    def call(state, batches):
+        if "fn" not in compiled:
+            shardings = fsdp_shardings(state, mesh)
+            replicated = NamedSharding(mesh, P())
+            compiled["fn"] = jax.jit(
+                fn, in_shardings=(shardings, NamedSharding(mesh, P(None, AXIS))),
+                out_shardings=(shardings, replicated), donate_argnums=0)
+        return compiled["fn"](state, batches)
+
+    return call
+
+
 def make_train_step(model, optimizer, ema_decay: float, parallel: str = "none",
                     steps_per_call: int = 1):
     """``step(state, batches)``, jitted with the state donated; see the module doc.
@@ -207,13 +270,38 @@ def make_train_step(model, optimizer, ema_decay: float, parallel: str = "none",
         replicated = NamedSharding(mesh, P())
         return jax.jit(fn, in_shardings=(replicated, NamedSharding(mesh, P(None, AXIS))),
                        out_shardings=(replicated, replicated), donate_argnums=0)
+    if parallel == "fsdp":
+        return _fsdp_jit(fn)
     return jax.jit(fn, donate_argnums=0)
 
 
 # ------------------------------------------------------------------ placement
 def num_data_shards(parallel: str) -> int:
     return jax.local_device_count() if parallel == "pmap" else (
-        len(jax.devices()) if parallel == "mesh" else 1)
+        len(jax.devices()) if parallel in ("mesh", "fsdp") else 1)
+
+
+def process_rows(batch_size: int, parallel: str) -> tuple[int, int]:
+    """``(start, stop)``: the rows of every global batch of ``batch_size`` that this
+    process's devices hold under ``parallel`` (all of them with one process). The rows of
+    all processes, in process order, make up the global batch."""
+    if jax.process_count() == 1 or parallel not in ("mesh", "fsdp"):
+        return 0, batch_size
+    sharding = NamedSharding(make_mesh(), P(AXIS))
+    slices = sorted({(s[0].start or 0, batch_size if s[0].stop is None else s[0].stop)
+                     for s in sharding.addressable_devices_indices_map((batch_size,)).values()})
+    start, stop = slices[0][0], slices[-1][1]
+    if sum(b - a for a, b in slices) != stop - start:
+        raise ValueError(f"the devices of process {jax.process_index()} do not hold one "
+                         f"contiguous block of the batch: {slices}")
+    return start, stop
+
+
+def _global(tree, shardings):
+    """Global arrays of ``shardings`` from a host pytree that every process holds whole."""
+    host = jax.device_get(tree)
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(
+        np.shape(x), s, lambda index, x=x: np.asarray(x)[index]), host, shardings)
 
 
 def put_state(state: TrainState, parallel: str) -> TrainState:
@@ -221,8 +309,11 @@ def put_state(state: TrainState, parallel: str) -> TrainState:
     if parallel == "pmap":
         n = jax.local_device_count()
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), state)
-    if parallel == "mesh":
-        return jax.device_put(state, NamedSharding(make_mesh(), P()))
+    if parallel in ("mesh", "fsdp"):
+        shardings = state_shardings(state, parallel)
+        if jax.process_count() > 1:
+            return _global(state, shardings)
+        return jax.device_put(state, shardings)
     return jax.device_put(state)
 
 
@@ -234,7 +325,10 @@ def get_state(state: TrainState, parallel: str) -> TrainState:
 
 
 def put_batch(batches: dict, parallel: str) -> dict:
-    """Host batches [K, B, ...] -> device layout ([D, K, B/D, ...] for pmap)."""
+    """Host batches [K, B, ...] -> device layout ([D, K, B/D, ...] for pmap).
+
+    With several processes (mesh, fsdp) each passes its rows [K, B_p, ...] of the global
+    batch (:func:`process_rows`) and gets the global array [K, B, ...]."""
     if parallel == "pmap":
         n = jax.local_device_count()
 
@@ -244,6 +338,11 @@ def put_batch(batches: dict, parallel: str) -> dict:
             return np.moveaxis(x, 1, 0)
 
         return jax.tree.map(split, batches)
-    if parallel == "mesh":
-        return jax.device_put(batches, NamedSharding(make_mesh(), P(None, AXIS)))
+    if parallel in ("mesh", "fsdp"):
+        sharding = NamedSharding(make_mesh(), P(None, AXIS))
+        if jax.process_count() > 1:
+            count = jax.process_count()
+            return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+                sharding, x, (x.shape[0], x.shape[1] * count) + x.shape[2:]), batches)
+        return jax.device_put(batches, sharding)
     return jax.device_put(batches)

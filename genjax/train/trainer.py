@@ -10,6 +10,15 @@ With ``eval.validation_every`` the trainer measures the held-out objective
 the count of validations since it are saved with every checkpoint, so a resumed run
 compares against the best as of the step it resumes from, and a run that stopped early
 stays stopped when rerun.
+
+The next ``training.prefetch`` calls' batches are read and put on the devices in a
+background thread (:mod:`genjax.train.prefetch`) while a step runs; the checkpointed
+data position is that of the batches consumed, so prefetching changes no number.
+
+With several processes (:mod:`genjax.train.distributed`) every process runs this
+function: each reads its rows of every global batch, all take part in each step,
+sampling, validation and checkpoint, and only process 0 writes ``config.json``,
+``metrics.jsonl``, sample grids, the progress bar and log lines.
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ from tqdm import tqdm
 from genjax import data as gdata
 from genjax import models
 from genjax.models.protocol import check_batch, update_rule
+from genjax.train import distributed
 from genjax.train import step as step_lib
-from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract
+from genjax.train.checkpoint import Checkpointer, CheckpointError, abstract, on_one_device
 from genjax.train.config import from_config
 from genjax.train.images import save_samples
 from genjax.train.logging import MetricsWriter
+from genjax.train.prefetch import Prefetcher
 from genjax.train.state import TrainState, init_state, make_optimizer
 from genjax.train.validation import BestTracker, make_validation, objective_name
 from genjax.train.validation import validation_batches
@@ -80,9 +91,12 @@ def build_run(config, *, batch_size: int | None = None):
     """(model, optimizer, train iterator, DatasetInfo, configs) from a ConfigDict, validated
     before anything is compiled."""
     tcfg, ocfg, ecfg = from_config(config)
+    distributed.check_parallel(tcfg.parallel)
     model = models.build(config.model)
-    it, info = gdata.load(config.data.name, "train", batch_size or tcfg.batch_size,
-                          shuffle=True, seed=config.seed, **_data_kwargs(config))
+    batch_size = batch_size or tcfg.batch_size
+    rows = step_lib.process_rows(batch_size, tcfg.parallel)
+    it, info = gdata.load(config.data.name, "train", batch_size, shuffle=True, seed=config.seed,
+                          rows=None if rows == (0, batch_size) else rows, **_data_kwargs(config))
     check_data_matches_model(model, info)
     shards = step_lib.num_data_shards(tcfg.parallel)
     if tcfg.batch_size % shards:
@@ -149,7 +163,8 @@ def load_run(workdir: str, checkpoint: int | str | None = None, *, step: int | N
     ckpt = Checkpointer(workdir)
     if ckpt.latest_step() is None and checkpoint == "latest":
         raise CheckpointError(f"no checkpoint in {ckpt.latest_dir}: train first")
-    state, _ = ckpt.restore(abstract(target), checkpoint)
+    # Onto one device, whatever the run was trained on (fsdp, mesh, several processes).
+    state, _ = ckpt.restore(on_one_device(target), checkpoint)
     ckpt.close()
     return config, model, state, info
 
@@ -159,9 +174,21 @@ def _next_batches(it, k: int) -> dict:
     return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
 
 
+class _NoWriter:
+    """The metrics writer of processes other than 0."""
+
+    def write(self, step: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def train_and_evaluate(config, workdir: str) -> TrainState:
     """Train ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state."""
     model, optimizer, it, info, (tcfg, _, ecfg) = build_run(config)
+    primary = distributed.is_primary()
+    info_log = log.info if primary else (lambda *args: None)
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(workdir)
     state = initial_state(config, model, optimizer, info)
@@ -173,27 +200,30 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                                            kwargs)
         tracker = BestTracker(metric)
     if start is not None:
-        state, data_state = ckpt.restore(abstract(state))
+        shardings = step_lib.state_shardings(state, tcfg.parallel)
+        state, data_state = ckpt.restore(abstract(state, shardings))
         saved_tracker = data_state.pop("validation", None)
         it.set_state(data_state)
-        log.info("resumed from step %d in %s", start, workdir)
+        info_log("resumed from step %d in %s", start, workdir)
         if tracker is not None and saved_tracker and saved_tracker["metric"] == tracker.metric:
             tracker = BestTracker.from_dict(saved_tracker)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
+    if primary:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
 
     parallel, k = tcfg.parallel, tcfg.steps_per_call
     train_step = step_lib.make_train_step(model, optimizer, tcfg.ema_decay, parallel, k)
     sample_fn = jax.jit(model.sample, static_argnums=2)
     sample_key = jax.random.key(config.seed + 1)
-    writer = MetricsWriter(workdir, resume_step=start or 0)
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    writer = MetricsWriter(workdir, resume_step=start or 0) if primary else _NoWriter()
+    if primary:
+        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
 
     step = int(state.step)
     dstate = step_lib.put_state(state, parallel)
     pending: list = []         # device metrics of calls not yet read back, [K] each
     last_saved = start
-    bar = tqdm(total=tcfg.num_steps, initial=step, disable=not tcfg.progress,
+    bar = tqdm(total=tcfg.num_steps, initial=step, disable=not (tcfg.progress and primary),
                desc="train", dynamic_ncols=True)
     tick, tick_step = time.perf_counter(), step
 
@@ -230,8 +260,13 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         shown = {k: f"{v:.4g}" for k, v in means.items() if k == "loss" or k.endswith("_loss")}
         bar.set_postfix(**shown, steps_s=f"{means['steps_per_sec']:.1f}")
 
+    position = it.get_state()     # after the batches consumed so far (not those prefetched)
+
+    def produce() -> tuple[dict, dict]:
+        batches = step_lib.put_batch(_next_batches(it, k), parallel)
+        return batches, it.get_state()
+
     def data_state() -> dict:
-        position = it.get_state()
         return position if tracker is None else dict(position, validation=tracker.to_dict())
 
     def save(snapshot: bool) -> None:
@@ -249,9 +284,9 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         if tracker.update(step, value):
             ckpt.save_best(step, host_state, data_state(),
                            {"metric": tracker.metric, "value": value})
-            log.info("step %d: %s %.6g (new best)", step, tracker.metric, value)
+            info_log("step %d: %s %.6g (new best)", step, tracker.metric, value)
         else:
-            log.info("step %d: %s %.6g (best %.6g at step %d, %d validations ago)", step,
+            info_log("step %d: %s %.6g (best %.6g at step %d, %d validations ago)", step,
                      tracker.metric, value, tracker.best_value, tracker.best_step,
                      tracker.stale)
         return bool(ecfg.patience) and tracker.stale >= ecfg.patience
@@ -264,15 +299,21 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     def write_samples() -> None:
         ema = step_lib.get_state(dstate, parallel).ema_params
         images = sample_fn(ema, jax.random.fold_in(sample_key, step), tcfg.num_sample_images)
+        if not primary:         # every process takes part in sampling; process 0 writes
+            jax.block_until_ready(images)
+            return
         save_samples(os.path.join(workdir, "samples", f"step_{step:07d}.png"), images,
                      info.num_levels)
 
     stop = (tracker is not None and bool(ecfg.patience) and tracker.stale >= ecfg.patience)
     if stop:
-        log.info("already stopped: %s", stopped_message())
+        info_log("already stopped: %s", stopped_message())
+    batches_ahead = Prefetcher(produce, 0 if stop or step >= tcfg.num_steps else tcfg.prefetch)
     try:
         while step < tcfg.num_steps and not stop:
-            dstate, metrics = train_step(dstate, step_lib.put_batch(_next_batches(it, k), parallel))
+            batches, next_position = next(batches_ahead)
+            dstate, metrics = train_step(dstate, batches)
+            position = next_position
             pending.append(metrics)
             step += k
             bar.update(k)
@@ -283,7 +324,7 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
             if tracker is not None and step % ecfg.validation_every == 0:
                 stop = run_validation()
                 if stop:
-                    log.info("%s", stopped_message())
+                    info_log("%s", stopped_message())
             if step % tcfg.checkpoint_every == 0 or step == tcfg.num_steps or stop:
                 save(snapshot=bool(tcfg.snapshot_every) and step % tcfg.snapshot_every == 0)
             if tcfg.num_sample_images and ((tcfg.sample_every and step % tcfg.sample_every == 0)
@@ -295,6 +336,7 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
             save(snapshot=False)
         raise
     finally:
+        batches_ahead.close()
         bar.close()
         writer.close()
         ckpt.close()

@@ -148,3 +148,30 @@ def test_batch_larger_than_the_split_is_allowed_without_drop():
 def test_bad_states_are_rejected(state):
     with pytest.raises(ValueError, match="state"):
         _make(10, 3).set_state(state)
+
+
+def test_process_rows_make_up_the_global_batches_at_the_same_positions():
+    """Two processes' rows (0:4 and 4:6 of a batch of 6) concatenate to the global batches,
+    read only those examples, and keep the global iterator's position."""
+    reads = []
+
+    def getter(indices):
+        reads.append(np.asarray(indices))
+        return _index_getter(indices)
+
+    whole = _make(20, 6, seed=3)
+    parts = [BatchIterator(getter, 20, 6, seed=3, rows=rows) for rows in ((0, 4), (4, 6))]
+    for _ in range(7):                               # across two epoch boundaries
+        batches = [next(p)["index"] for p in parts]
+        assert [len(b) for b in batches] == [4, 2]
+        np.testing.assert_array_equal(np.concatenate(batches), next(whole)["index"])
+        assert parts[0].get_state() == parts[1].get_state() == whole.get_state()
+    assert all(len(r) in (4, 2) for r in reads)
+
+
+def test_rows_must_lie_in_the_batch():
+    for rows in ((0, 0), (2, 7), (-1, 3)):
+        with pytest.raises(ValueError, match="rows"):
+            _make(10, 6, rows=rows)
+    with pytest.raises(ValueError, match="drop_remainder"):
+        _make(10, 6, rows=(0, 3), drop_remainder=False)

@@ -180,7 +180,8 @@ def test_config_json_round_trips(trained_tiny):
 
 
 def test_divergence_before_any_checkpoint_says_so_and_stops_at_once(tmp_path):
-    bad = tiny_vae_config(log_every=8, checkpoint_every=8, snapshot_every=0)
+    # prefetch = 0: the fetches are then the calls made (prefetching reads 2 calls ahead).
+    bad = tiny_vae_config(log_every=8, checkpoint_every=8, snapshot_every=0, prefetch=0)
     with bad.unlocked():
         bad.optimizer.learning_rate = float("nan")
     calls = {"n": 0}
@@ -248,3 +249,42 @@ def test_pretrained_workdirs_are_checked(trained_tiny, tmp_path):
                 f.write(b"garbage")
     with pytest.raises(CheckpointError, match=f"step {step} cannot be read"):
         load_pretrained(str(broken), kind="vae", role="x")
+
+
+def _consumed_batches(monkeypatch, config, workdir) -> tuple[list, object]:
+    """(the image batches each train-step call received, the final state)."""
+    from genjax.train import step as step_lib
+
+    real, seen = step_lib.make_train_step, []
+
+    def recording(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def call(state, batches):
+            seen.append(np.asarray(batches["image"]))
+            return step(state, batches)
+
+        return call
+
+    monkeypatch.setattr(step_lib, "make_train_step", recording)
+    state = train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    return seen, state
+
+
+@pytest.mark.slow
+def test_prefetch_changes_neither_the_batches_nor_the_result(tmp_path, monkeypatch):
+    """training.prefetch = 2 (the default) and 0 feed the same batches in the same order,
+    end in the same state bit for bit, and checkpoint the same data position."""
+    runs = {}
+    for depth in (0, 2):
+        config = tiny_vae_config(prefetch=depth, num_sample_images=0, snapshot_every=0)
+        runs[depth] = _consumed_batches(monkeypatch, config, str(tmp_path / str(depth)))
+    (plain, plain_state), (ahead, ahead_state) = runs[0], runs[2]
+    assert len(plain) == len(ahead) == 4
+    for a, b in zip(plain, ahead):
+        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(plain_state, ahead_state)
+    positions = [json.load(open(os.path.join(tmp_path, str(d), "checkpoints", "latest", "8",
+                                             "data", "metadata"))) for d in (0, 2)]
+    assert positions[0] == positions[1] == {"epoch": 0, "index": 8 * 16}
