@@ -149,6 +149,7 @@ def test_config_errors():
         tiny_clip(text_pool="max")
 
 
+@pytest.mark.slow
 def test_a_tiny_clip_learns_to_pair_digits_with_their_captions():
     """Adam on 32 fixed real digits: the loss falls well below its start and the in-batch
     image->text accuracy rises above chance."""

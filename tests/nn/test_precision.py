@@ -94,6 +94,7 @@ def test_unet_ddpm():
            lambda m, p: m.loss(p, batch, jax.random.key(2))[0], params, build)
 
 
+@pytest.mark.slow
 def test_pixel_transformer():
     def build(dtype):
         return models.build(make_config("pixel_transformer", "binarized_digits", model_kwargs=dict(
@@ -107,6 +108,7 @@ def test_pixel_transformer():
            lambda m, p: m.loss(p, batch, jax.random.key(2))[0], params, build)
 
 
+@pytest.mark.slow
 def test_token_prior_transformer_and_its_cache():
     """The token prior's network (class-conditional, next-code cross-entropy): the full
     pass and, in bfloat16, the cached decode steps (keys and values cached in bfloat16)."""

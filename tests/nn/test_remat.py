@@ -34,6 +34,7 @@ def _assert_same_loss_and_grads(loss, params):
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g0)) > 1e-3
 
 
+@pytest.mark.slow
 def test_unet_remat_same_loss_and_gradients():
     kwargs = dict(out_channels=2, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
                   attention_resolutions=(4,), num_heads=2, dropout=0.1)
@@ -53,6 +54,7 @@ def test_unet_remat_same_loss_and_gradients():
     _assert_same_loss_and_grads(loss, params)
 
 
+@pytest.mark.slow
 def test_transformer_remat_same_loss_gradients_and_decoding():
     seq = np.random.default_rng(0).integers(0, 8, (2, 6)).astype(np.int32)
     nets = {r: CausalTransformer(8, 8, 6, dim=16, num_layers=2, num_heads=2, dropout=0.1,
