@@ -27,7 +27,9 @@ reads its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from typing import Any
 
@@ -182,6 +184,18 @@ class Checkpointer:
             self._best.close()
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """Orbax's absl warnings off (errors still shown) inside the block."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def on_one_device(tree):
     """The restore target of ``tree`` on this process's first device, whatever sharding or
     topology (fsdp, several processes) the checkpoint was written with."""
@@ -238,7 +252,9 @@ def load_pretrained(workdir: str, *, kind: str, image_shape=None, role: str = "p
         raise CheckpointError(f"{where} has no checkpoint in {latest}: train it first")
     path = os.path.join(latest, str(steps[-1]), "state")
     try:
-        with ocp.StandardCheckpointer() as ckpt:
+        with ocp.StandardCheckpointer() as ckpt, _quiet_absl():
+            # (orbax warns that the step's _CHECKPOINT_METADATA is not in the item's
+            # directory: it is one level up, and the item's own metadata is all we read)
             metadata = ckpt.metadata(path)
             target = on_one_device(getattr(metadata, "item_metadata", metadata))
             state = ckpt.restore(path, target)
